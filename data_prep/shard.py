@@ -1,0 +1,452 @@
+"""Tokenize a raw corpus into webdataset tar shards + manifest (format: data_prep/FORMAT.md).
+
+Usage:
+    python data_prep/shard.py --input corpus/ --tokenizer tok.json --output shards/ --seq-length 2048
+    mpiexec -n 8 python data_prep/shard.py ...      # or: srun python data_prep/shard.py ...
+
+Phases: validate (tokenizer, output dir, inputs) -> plan work units -> prepare the output
+dir (rank 0) -> each rank processes its units (read -> tokenize -> pack -> write shards ->
+marker) -> rank 0 merges unit results into the manifest and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+if __package__ in (None, ""):  # run as `python data_prep/shard.py`: make the repo importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.inputs import InputError, assign_units, discover_files, plan_units
+from data_prep.launch import World, detect_world, wait_until
+from data_prep.manifest import SPLITS, SkipCounter, empty_split, merge_units, write_outputs
+from data_prep.packing import Packer, is_val
+from data_prep.readers import Piece, iter_piece
+from data_prep.shard_writer import ShardWriter, remove_unit_files
+from data_prep.tokenizer_spec import (
+    DEFAULT_EOD_TOKEN,
+    TokenizerError,
+    TokenizerSpec,
+    load_tokenizer,
+)
+from data_prep.workdir import OutputError, WorkDir
+
+__all__ = ["ShardConfig", "ShardConfigError", "run", "process_unit", "main"]
+
+log = logging.getLogger("data_prep.shard")
+_MB = 1 << 20
+#: Characters per tokenizer call: big enough to amortise the call, small enough for memory.
+_BATCH_CHARS = 8 << 20
+
+
+class ShardConfigError(ValueError):
+    """A command-line value is out of range; the message names the flag and the fix."""
+
+
+@dataclass(kw_only=True, slots=True)
+class ShardConfig:
+    """Settings of one sharding run (one field per command-line flag)."""
+
+    inputs: list[str]
+    """Files, directories or globs of .jsonl, .jsonl.zst, .txt, .parquet."""
+    tokenizer: str
+    """Path of a Hugging Face tokenizers JSON file."""
+    output: str
+    """Output directory (created)."""
+    seq_length: int
+    """Model sequence length; each sample stores seq_length + 1 tokens."""
+    val_fraction: float = 0.01
+    """Fraction of documents (by text hash) that go to the val split."""
+    shard_size_mb: float = 256.0
+    """A shard is closed before it would exceed this size."""
+    text_key: str = "text"
+    """JSON / parquet field holding the document text."""
+    overwrite: bool = False
+    """Delete this tool's previous outputs in --output and start afresh."""
+    dtype: str = "auto"
+    """Token id dtype on disk: auto (uint16 when the vocab fits), uint16 or uint32."""
+    eod_token: str = DEFAULT_EOD_TOKEN
+    """Token appended after each document."""
+    unit_size_mb: float = 256.0
+    """Input bytes per work unit (the unit of parallelism and of crash recovery)."""
+    batch_size: int = 1024
+    """Documents per tokenizer batch call."""
+    progress: bool = True
+    """Show a tqdm bar on rank 0."""
+    wait_timeout_s: float = 0.0
+    """srun without an MPI world: how long rank 0 waits for the other ranks (0 = forever)."""
+    log_every_s: float = field(default=1.0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.seq_length < 1:
+            raise ShardConfigError(f"--seq-length must be >= 1, got {self.seq_length}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ShardConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.shard_size_mb <= 0:
+            raise ShardConfigError(f"--shard-size-mb must be > 0, got {self.shard_size_mb}")
+        if self.unit_size_mb <= 0:
+            raise ShardConfigError(f"--unit-size-mb must be > 0, got {self.unit_size_mb}")
+        if self.batch_size < 1:
+            raise ShardConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.inputs:
+            raise ShardConfigError("--input is required: pass files, directories or globs")
+
+
+class _Progress:
+    """tqdm over this rank's units, with docs/s and tokens/s (rank 0 only)."""
+
+    def __init__(self, total_units: int, enabled: bool, world: World) -> None:
+        self.docs = self.tokens = 0
+        self.t0 = self._last = time.monotonic()
+        self.bar = tqdm(
+            total=total_units,
+            unit="unit",
+            disable=not enabled,
+            dynamic_ncols=True,
+            desc=f"shard rank 0/{world.size}",
+            file=sys.stderr,
+        )
+
+    def batch(self, docs: int, tokens: int) -> None:
+        self.docs += docs
+        self.tokens += tokens
+        now = time.monotonic()
+        if now - self._last >= 0.5:
+            self._last = now
+            dt = max(now - self.t0, 1e-9)
+            self.bar.set_postfix_str(f"{self.docs / dt:,.0f} docs/s {self.tokens / dt:,.0f} tok/s")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def process_unit(
+    unit: int,
+    pieces: list[Piece],
+    tok,
+    spec: TokenizerSpec,
+    cfg: ShardConfig,
+    progress: _Progress | None,
+) -> tuple[dict, np.ndarray]:
+    """Read, tokenize, pack and write one work unit; return its result dict and train counts."""
+    for split in SPLITS:
+        remove_unit_files(cfg.output, split, unit)  # leftovers of an attempt killed mid-unit
+    block = cfg.seq_length + 1
+    packers = {s: Packer(block, spec.eod_id, spec.dtype) for s in SPLITS}
+    writers = {
+        s: ShardWriter(cfg.output, s, unit, int(cfg.shard_size_mb * _MB), spec.dtype)
+        for s in SPLITS
+    }
+    counts = np.zeros(spec.vocab_size, dtype=np.int64)
+    skips = SkipCounter()
+    docs = {"read": 0, "kept": 0, "kept_train": 0, "kept_val": 0}
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast skips char offsets
+    texts: list[str] = []
+    to_val: list[bool] = []
+    chars = 0
+
+    def flush() -> None:
+        nonlocal chars
+        if not texts:
+            return
+        encodings = encode(texts, add_special_tokens=False)
+        by_split: dict[str, list[list[int]]] = {"train": [], "val": []}
+        n_tokens = 0
+        for enc, val in zip(encodings, to_val, strict=True):
+            ids = enc.ids
+            n_tokens += len(ids) + 1
+            by_split["val" if val else "train"].append(ids)
+        for split in SPLITS:
+            blocks = packers[split].add(by_split[split])
+            if len(blocks):
+                writers[split].write(blocks)
+                if split == "train":
+                    counts[:] += np.bincount(blocks.ravel(), minlength=spec.vocab_size)
+        if progress is not None:
+            progress.batch(len(texts), n_tokens)
+        texts.clear()
+        to_val.clear()
+        chars = 0
+
+    for piece in pieces:
+        for text, reason, where in iter_piece(piece, cfg.text_key):
+            docs["read"] += 1
+            if reason is not None:
+                skips.add(reason, where)
+                continue
+            val = is_val(text, cfg.val_fraction)
+            docs["kept"] += 1
+            docs["kept_val" if val else "kept_train"] += 1
+            texts.append(text)
+            to_val.append(val)
+            chars += len(text)
+            if len(texts) >= cfg.batch_size or chars >= _BATCH_CHARS:
+                flush()
+    flush()
+    splits = {}
+    for split in SPLITS:
+        shards = writers[split].close()
+        splits[split] = empty_split() | {
+            "samples": sum(s["samples"] for s in shards),
+            "tokens": sum(s["tokens"] for s in shards),
+            "tail_tokens_dropped": packers[split].pending_tokens,
+            "shards": shards,
+        }
+    result = {
+        "unit": unit,
+        "pieces": [[p.path, p.kind, p.start, p.stop] for p in pieces],
+        "documents": {**docs, "skipped": skips.to_dict()},
+        "splits": splits,
+    }
+    return result, counts
+
+
+def _plan_doc(cfg: ShardConfig, spec: TokenizerSpec, units: list[list[Piece]]) -> dict:
+    """Everything that determines the output; a resumed run must match it exactly."""
+    return {
+        "settings": {
+            "tokenizer_sha256": spec.sha256,
+            "eod_id": spec.eod_id,
+            "dtype": spec.dtype,
+            "seq_length": cfg.seq_length,
+            "val_fraction": cfg.val_fraction,
+            "text_key": cfg.text_key,
+            "shard_size_mb": cfg.shard_size_mb,
+            "unit_size_mb": cfg.unit_size_mb,
+        },
+        "units": [[[p.path, p.kind, p.start, p.stop, p.est_bytes] for p in unit] for unit in units],
+    }
+
+
+def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -> None:
+    """Rank 0 clears (--overwrite) or checks the directory and writes the plan; others wait."""
+    error = None
+    if world.rank == 0:
+        try:
+            if cfg.overwrite:
+                work.clear()
+            work.check_reusable(plan)
+            work.write_plan(plan)
+        except OutputError as exc:
+            error = str(exc)
+    if world.mode == "mpi":
+        error = world.comm.bcast(error, root=0)
+    elif world.mode == "files":
+        if world.rank == 0:
+            if error is not None:
+                work.mark_failed(world.step_id, 0, error)
+            else:
+                work.mark_ready(world.step_id)
+        else:
+
+            def rank0_failed() -> None:
+                failed = work.failures(world.step_id)
+                if failed:
+                    raise OutputError("; ".join(failed))
+
+            wait_until(
+                lambda: os.path.exists(work.ready_path(world.step_id)),
+                what=f"rank 0 to prepare {cfg.output}",
+                timeout_s=cfg.wait_timeout_s,
+                check=rank0_failed,
+            )
+            work.check_reusable(plan)  # same plan on every rank, or stop here
+    if error is not None:
+        raise OutputError(error)
+
+
+def _wait_for_all(world: World, work: WorkDir, n_units: int, cfg: ShardConfig, assignment) -> None:
+    """Rank 0: block until every unit has its marker (barrier in MPI mode, polling in files mode)."""
+    world.barrier()
+    if world.rank != 0:
+        return
+
+    def others_failed() -> None:
+        failed = work.failures(world.step_id) if world.mode == "files" else []
+        if failed:
+            raise RuntimeError("other ranks failed: " + "; ".join(failed))
+
+    def all_done() -> bool:
+        return all(work.is_done(u) for u in range(n_units))
+
+    try:
+        wait_until(
+            all_done, what="all work units", timeout_s=cfg.wait_timeout_s, check=others_failed
+        )
+    except TimeoutError as exc:
+        missing = [u for u in range(n_units) if not work.is_done(u)]
+        owners = sorted({r for r, units in enumerate(assignment) for u in units if u in missing})
+        raise TimeoutError(f"{exc}: units {missing[:10]} of ranks {owners} have no marker") from exc
+
+
+def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
+    """Shard the corpus; return the manifest on rank 0 (None on other ranks)."""
+    world = world or detect_world()
+    t_start = time.monotonic()
+    tok, spec = load_tokenizer(cfg.tokenizer, cfg.eod_token, cfg.dtype)
+    work = WorkDir(cfg.output)
+    work.check_writable(world.rank)
+    files = discover_files(cfg.inputs)
+    units = plan_units(files, max(int(cfg.unit_size_mb * _MB), 1))
+    plan = _plan_doc(cfg, spec, units)
+    _prepare_output(world, work, cfg, plan)
+
+    assignment = assign_units(units, world.size)
+    todo = [u for u in assignment[world.rank] if not work.is_done(u)]
+    if world.rank == 0:
+        log.info(
+            "%d files -> %d work units over %d rank(s) (%s mode); rank 0 has %d to do; dtype=%s vocab=%d",
+            len(files),
+            len(units),
+            world.size,
+            world.mode,
+            len(todo),
+            spec.dtype,
+            spec.vocab_size,
+        )
+    progress = _Progress(len(todo), cfg.progress and world.rank == 0, world)
+    try:
+        for u in todo:
+            result, counts = process_unit(u, units[u], tok, spec, cfg, progress)
+            work.save_unit(u, result, counts)
+            progress.bar.update(1)
+    finally:
+        progress.close()
+    _wait_for_all(world, work, len(units), cfg, assignment)
+    if world.rank != 0:
+        return None
+
+    results, counts = [], np.zeros(spec.vocab_size, dtype=np.int64)
+    for u in range(len(units)):
+        result, unit_counts = work.load_unit(u, spec.vocab_size)
+        results.append(result)
+        counts += unit_counts
+    header = {
+        "seq_length": cfg.seq_length,
+        "sample_tokens": cfg.seq_length + 1,
+        "dtype": spec.dtype,
+        "val_fraction": cfg.val_fraction,
+        "text_key": cfg.text_key,
+    }
+    manifest = merge_units(results, header, spec.manifest_entry())
+    write_outputs(cfg.output, manifest, counts)
+    _summarize(manifest, time.monotonic() - t_start, progress, len(todo), len(units))
+    return manifest
+
+
+def _summarize(
+    manifest: dict, seconds: float, progress: _Progress, done_here: int, n_units: int
+) -> None:
+    d = manifest["documents"]
+    skipped = ", ".join(f"{k}={v['count']}" for k, v in d["skipped"].items()) or "none"
+    log.info(
+        "documents: read=%d kept=%d (train=%d val=%d) skipped: %s",
+        d["read"],
+        d["kept"],
+        d["kept_train"],
+        d["kept_val"],
+        skipped,
+    )
+    for name in SPLITS:
+        s = manifest["splits"][name]
+        log.info(
+            "%s: %d shards, %d samples, %d tokens (%d tail tokens dropped)",
+            name,
+            len(s["shards"]),
+            s["samples"],
+            s["tokens"],
+            s["tail_tokens_dropped"],
+        )
+    dt = max(progress.bar.format_dict["elapsed"] or seconds, 1e-9)
+    log.info(
+        "rank 0 did %d of %d units: %.0f docs/s, %.0f tokens/s; total %.1fs; fingerprint %s",
+        done_here,
+        n_units,
+        progress.docs / dt,
+        progress.tokens / dt,
+        seconds,
+        manifest["fingerprint"][:16],
+    )
+
+
+def _parse_args(argv: list[str] | None) -> ShardConfig:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        dest="inputs",
+        metavar="PATH|GLOB",
+        help="files (.jsonl .jsonl.zst .txt .parquet), directories or quoted globs",
+    )
+    p.add_argument(
+        "--tokenizer",
+        required=True,
+        help="tokenizers JSON file (train one: data_prep/train_tokenizer.py)",
+    )
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument(
+        "--seq-length", type=int, required=True, help="sequence length; samples hold N+1 tokens"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.01, help="fraction of documents sent to val"
+    )
+    p.add_argument("--shard-size-mb", type=float, default=256.0, help="maximum shard size")
+    p.add_argument("--text-key", default="text", help="JSON/parquet field with the text")
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete previous outputs in --output first"
+    )
+    p.add_argument(
+        "--dtype", default="auto", choices=["auto", "uint16", "uint32"], help="token id dtype"
+    )
+    p.add_argument(
+        "--eod-token", default=DEFAULT_EOD_TOKEN, help="token appended after each document"
+    )
+    p.add_argument("--unit-size-mb", type=float, default=256.0, help="input bytes per work unit")
+    p.add_argument("--batch-size", type=int, default=1024, help="documents per tokenizer call")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=0.0,
+        dest="wait_timeout_s",
+        help="srun without MPI: seconds rank 0 waits for other ranks (0 = forever)",
+    )
+    return ShardConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 = bad arguments or inputs, 1 = failure)."""
+    world = detect_world()
+    logging.basicConfig(
+        level=logging.INFO, format=f"[shard r{world.rank}/{world.size}] %(message)s"
+    )
+    cfg: ShardConfig | None = None
+    try:
+        cfg = _parse_args(argv)
+        run(cfg, world)
+        return 0
+    except (ShardConfigError, TokenizerError, InputError, OutputError) as exc:
+        if world.rank == 0 or world.mode == "single":
+            print(f"shard.py: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - stop the other ranks too, then report
+        traceback.print_exc()
+        if world.mode == "files" and cfg is not None:
+            WorkDir(cfg.output).mark_failed(world.step_id, world.rank, repr(exc))
+        world.abort(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Train a byte-level BPE tokenizer (tokenizers JSON) with an EOD token from a corpus.
+
+Uses the same readers as shard.py, so it accepts the same inputs and counts the same skips.
+
+Usage:
+    python data_prep/train_tokenizer.py --input corpus/ --output tokenizer.json --vocab-size 32000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+
+if __package__ in (None, ""):  # run as `python data_prep/train_tokenizer.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from data_prep.inputs import InputError, discover_files, plan_units
+from data_prep.manifest import SkipCounter
+from data_prep.readers import iter_piece
+from data_prep.tokenizer_spec import DEFAULT_EOD_TOKEN
+
+__all__ = ["train_tokenizer", "main"]
+
+
+def _batches(
+    inputs: list[str], text_key: str, skips: SkipCounter, max_docs: int | None
+) -> Iterator[list[str]]:
+    files = discover_files(inputs)
+    seen = 0
+    batch: list[str] = []
+    for unit in plan_units(files, 1 << 30):
+        for piece in unit:
+            for text, reason, where in iter_piece(piece, text_key):
+                if reason is not None:
+                    skips.add(reason, where)
+                    continue
+                batch.append(text)
+                seen += 1
+                if len(batch) >= 1000:
+                    yield batch
+                    batch = []
+                if max_docs is not None and seen >= max_docs:
+                    if batch:
+                        yield batch
+                    return
+    if batch:
+        yield batch
+
+
+def train_tokenizer(
+    inputs: list[str],
+    output: str,
+    vocab_size: int = 32000,
+    *,
+    text_key: str = "text",
+    eod_token: str = DEFAULT_EOD_TOKEN,
+    min_frequency: int = 2,
+    max_docs: int | None = None,
+) -> SkipCounter:
+    """Train byte-level BPE on the documents of ``inputs`` and save it to ``output``.
+
+    The EOD token is the first special token, so it gets id 0. Returns the skip counts.
+
+    Raises:
+        ValueError: ``vocab_size`` too small to hold the 256 byte symbols plus EOD.
+    """
+    if vocab_size < 257:
+        raise ValueError(f"--vocab-size must be >= 257 (256 bytes + EOD), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[eod_token],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable: no <unk>
+        show_progress=False,
+    )
+    skips = SkipCounter()
+    tok.train_from_iterator(_batches(inputs, text_key, skips, max_docs), trainer=trainer)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tmp = f"{output}.tmp.{os.getpid()}"
+    tok.save(tmp)
+    os.replace(tmp, output)
+    return skips
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--input", nargs="+", required=True, dest="inputs", metavar="PATH|GLOB")
+    p.add_argument("--output", required=True, help="tokenizer.json to write")
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--text-key", default="text")
+    p.add_argument("--eod-token", default=DEFAULT_EOD_TOKEN)
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--max-docs", type=int, default=None, help="train on the first N documents only")
+    args = p.parse_args(argv)
+    try:
+        skips = train_tokenizer(
+            args.inputs,
+            args.output,
+            args.vocab_size,
+            text_key=args.text_key,
+            eod_token=args.eod_token,
+            min_frequency=args.min_frequency,
+            max_docs=args.max_docs,
+        )
+    except (InputError, ValueError) as exc:
+        print(f"train_tokenizer.py: error: {exc}", file=sys.stderr)
+        return 2
+    size = Tokenizer.from_file(args.output).get_vocab_size()
+    print(
+        f"wrote {args.output}: vocab_size={size}, eod={args.eod_token!r}; skipped {skips.total} records "
+        f"{ {k: v['count'] for k, v in skips.to_dict().items()} }"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""LEV as a tensor-parallel drop-in for megatron-core's ``word_embeddings``.
+
+Contract kept from ``VocabParallelEmbedding``: ids ``[b, s]`` in, ``[b, s, d]`` out,
+identical on every rank of the tensor-parallel group (or ``[s/tp, b, d]`` when the
+owning ``LanguageModelEmbedding`` asks for sequence-parallel reduce-scatter).
+
+Sharding (row-parallel pattern, LEV.md): codebooks are replicated; the modes ``W[:, :, r]``
+and the matching columns of the projection ``P`` are split across TP ranks. The seed
+enters the TP region through ``copy_to_tensor_model_parallel_region`` (identity forward,
+all-reduce of the codebook gradient backward) and the partial projections leave it
+through ``reduce_from`` (all-reduce) or ``reduce_scatter_to_sequence_parallel_region``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes
+from megatron.core.tensor_parallel.mappings import (
+    copy_to_tensor_model_parallel_region,
+    reduce_from_tensor_model_parallel_region,
+    reduce_scatter_to_sequence_parallel_region,
+)
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.transformer_config import TransformerConfig
+from torch import Tensor
+
+from megatron_patches.lev_math import (
+    digit_base,
+    seed_from_codebooks,
+    separable_modes,
+    token_coordinates,
+)
+
+__all__ = ["LEVEmbedding", "TokenIdOutOfRangeError", "lev_parameter_count"]
+
+# Init (LEV.md "Initialisation"): a mode that is a product of s random factors has a
+# log-normal spread of e^±9 at s=16, and a mode whose factors all start near 1 is the
+# same for every token. So each mode starts as the product of two random zero-mean
+# univariate splines; its other factors start as the constant 1 (the B-spline basis is
+# a partition of unity) and learn from there.
+_INIT_ACTIVE_FACTORS = 2
+# E_u[sum_k phi_k(u)^2] for the uniform quadratic B-spline basis (integral = 0.55):
+# scales the active spline weights so each active factor has unit second moment.
+_BASIS_SQUARED_MASS = 0.55
+# Std of the seed z before the sigmoid: spreads u over (0.1, 0.9) without saturating.
+_SEED_STD = 1.5
+
+
+class TokenIdOutOfRangeError(ValueError):
+    """A token id outside ``[0, vocab_size)`` reached the embedding."""
+
+
+def lev_parameter_count(
+    *, vocab_size: int, hidden_size: int, num_coords: int, seed_dim: int, grid_size: int,
+    num_modes: int, share_codebooks: bool,
+) -> int:
+    """Closed-form LEV parameter count (LEV.md: ``K*b*s + s*G*R + R*d``).
+
+    A shared codebook is ``b*s`` plus a per-coordinate scale and offset (``2*K*s``).
+    """
+    base = digit_base(vocab_size, num_coords)
+    codebook = base * seed_dim + 2 * num_coords * seed_dim if share_codebooks else (
+        num_coords * base * seed_dim
+    )
+    return codebook + seed_dim * grid_size * num_modes + num_modes * hidden_size
+
+
+class LEVEmbedding(MegatronModule):
+    """Learned embedding vectorization, sharded over the tensor-parallel group.
+
+    Args:
+        config: the backbone's ``TransformerConfig`` (hidden size, dtype, init std,
+            device placement).
+        vocab_size: padded vocabulary ``V``; ids must lie in ``[0, V)``.
+        num_coords: digits per id ``K``.
+        seed_dim: seed dimension ``s``.
+        grid_size: B-spline knots ``G``.
+        num_modes: separable modes ``R`` (split across TP ranks).
+        share_codebooks: one codebook for all digits plus per-digit scale and offset.
+        init_seed: seed of the LEV init; the global weights depend only on it, so any
+            TP size starts from the same function.
+        reduce_scatter_embeddings: return ``[s/tp, b, d]`` reduce-scattered along the
+            sequence (sequence parallelism), as ``VocabParallelEmbedding`` does.
+        tp_group: tensor-parallel process group (``None``: single rank).
+    """
+
+    def __init__(
+        self,
+        config: TransformerConfig,
+        *,
+        vocab_size: int,
+        num_coords: int,
+        seed_dim: int,
+        grid_size: int,
+        num_modes: int,
+        share_codebooks: bool = False,
+        init_seed: int = 1234,
+        reduce_scatter_embeddings: bool = False,
+        tp_group: torch.distributed.ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(config=config)
+        self.tp_group = tp_group
+        tp_size = self._tp_size = tp_group.size() if tp_group is not None else 1
+        tp_rank = tp_group.rank() if tp_group is not None else 0
+        if num_modes % tp_size:
+            raise ValueError(
+                f"lev.num_modes={num_modes} is not divisible by tensor_parallel={tp_size}; "
+                f"use a multiple of {tp_size}"
+            )
+        self.vocab_size = vocab_size
+        self.num_coords = num_coords
+        self.base = digit_base(vocab_size, num_coords)
+        self.num_modes = num_modes
+        self.reduce_scatter_embeddings = reduce_scatter_embeddings
+        self._init_seed = init_seed
+
+        local_modes = num_modes // tp_size
+        hidden = config.hidden_size
+        device = self._param_device(config)
+        dtype = config.params_dtype
+
+        def param(*shape: int) -> torch.nn.Parameter:
+            return torch.nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
+
+        if share_codebooks:
+            self.codebooks = param(self.base, seed_dim)
+            self.coord_scale = param(num_coords, seed_dim)
+            self.coord_offset = param(num_coords, seed_dim)
+        else:
+            self.codebooks = param(num_coords, self.base, seed_dim)
+            self.coord_scale = self.coord_offset = None
+        self.mode_weights = param(seed_dim, grid_size, local_modes)
+        self.projection = param(hidden, local_modes)
+        set_tensor_model_parallel_attributes(self.mode_weights, True, 2, 1)
+        set_tensor_model_parallel_attributes(self.projection, True, 1, 1)
+
+        if config.perform_initialization and device != torch.device("meta"):
+            self._initialize(seed_dim, grid_size, hidden, tp_rank, local_modes)
+
+    @staticmethod
+    def _param_device(config: TransformerConfig) -> torch.device:
+        default = torch.empty(0).device  # honours a surrounding `with torch.device(...)`
+        if default.type == "meta" or config.use_cpu_initialization:
+            return default
+        return torch.device("cuda", torch.cuda.current_device())
+
+    @torch.no_grad()
+    def _initialize(self, seed_dim: int, grid_size: int, hidden: int, tp_rank: int,
+                    local_modes: int) -> None:
+        """Initialise the *global* weights from ``init_seed`` and keep this rank's slice."""
+        gen = torch.Generator().manual_seed(self._init_seed)
+        std = self.config.init_method_std
+        # Summing K rows of std SEED_STD/sqrt(K) gives a seed of std SEED_STD.
+        codebooks = torch.randn(self.codebooks.shape, generator=gen)
+        codebooks *= _SEED_STD / math.sqrt(self.num_coords)
+        if self.coord_scale is not None:
+            # Distinct random scales per digit break the swapped-digit symmetry.
+            self.coord_scale.copy_(torch.randn(self.coord_scale.shape, generator=gen))
+            self.coord_offset.zero_()
+        self.codebooks.copy_(codebooks)
+
+        modes = torch.ones(seed_dim, grid_size, self.num_modes)
+        active = min(_INIT_ACTIVE_FACTORS, seed_dim)
+        for r in range(self.num_modes):
+            dims = torch.randperm(seed_dim, generator=gen)[:active]
+            modes[dims, :, r] = torch.randn(active, grid_size, generator=gen) / math.sqrt(
+                _BASIS_SQUARED_MASS
+            )
+        # Each mode has unit second moment, so P ~ N(0, std^2 / R) gives per-dim std ~ std.
+        projection = torch.randn(hidden, self.num_modes, generator=gen) * (
+            std / math.sqrt(self.num_modes)
+        )
+        shard = slice(tp_rank * local_modes, (tp_rank + 1) * local_modes)
+        self.mode_weights.copy_(modes[:, :, shard])
+        self.projection.copy_(projection[:, shard])
+
+    def extra_repr(self) -> str:
+        return (
+            f"vocab_size={self.vocab_size}, num_coords={self.num_coords}, base={self.base}, "
+            f"num_modes={self.num_modes} (local {self.mode_weights.shape[-1]}), "
+            f"reduce_scatter={self.reduce_scatter_embeddings}"
+        )
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """Embed ``input_ids`` ``[b, s]`` -> ``[b, s, d]`` (or ``[s/tp, b, d]``)."""
+        # LEV is evaluated once per distinct id; the sort also exposes min/max for free.
+        unique_ids, inverse = torch.unique(input_ids, sorted=True, return_inverse=True)
+        self._check_range(input_ids, unique_ids)
+
+        coords = token_coordinates(unique_ids, self.base, self.num_coords)
+        scale = self.coord_scale.float() if self.coord_scale is not None else None
+        offset = self.coord_offset.float() if self.coord_offset is not None else None
+        seed = seed_from_codebooks(coords, self.codebooks.float(), scale, offset)
+        if self._tp_size > 1:
+            seed = copy_to_tensor_model_parallel_region(seed, group=self.tp_group)
+        modes = separable_modes(torch.sigmoid(seed), self.mode_weights.float())
+        partial = modes @ self.projection.float().t()  # [n_unique, d], this rank's modes
+
+        if self._tp_size == 1:
+            out = partial[inverse]
+            return (out.transpose(0, 1).contiguous() if self.reduce_scatter_embeddings
+                    else out).to(self.config.params_dtype)
+        if self.reduce_scatter_embeddings:
+            # Megatron's layout under sequence parallelism: [b, s, h] -> [s, b, h], split s.
+            partial = partial[inverse].transpose(0, 1).contiguous()
+            out = reduce_scatter_to_sequence_parallel_region(partial, group=self.tp_group)
+            return out.to(self.config.params_dtype)
+        # All-reduce the distinct rows only (fewer bytes than every position), then expand.
+        embeddings = reduce_from_tensor_model_parallel_region(partial, group=self.tp_group)
+        return embeddings.to(self.config.params_dtype)[inverse]
+
+    def _check_range(self, input_ids: Tensor, unique_ids: Tensor) -> None:
+        low, high = int(unique_ids[0]), int(unique_ids[-1])
+        if low >= 0 and high < self.vocab_size:
+            return
+        bad = low if low < 0 else high
+        where = (input_ids == bad).nonzero()[0].tolist()
+        raise TokenIdOutOfRangeError(
+            f"token id {bad} at batch position {where} is outside the LEV vocabulary "
+            f"[0, {self.vocab_size}); the data's tokenizer does not match "
+            f"model.vocab_size={self.vocab_size} (raise model.vocab_size or re-shard the data)"
+        )

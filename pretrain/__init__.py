@@ -1,0 +1,1 @@
+"""LEV pretraining: config, model, data loading, training, evaluation."""

@@ -1,0 +1,368 @@
+"""The one configuration tree: dataclasses per section, loaded from YAML, dotted overrides.
+
+``load_config("pretrain/configs/lev_1b2.yaml", ["train.micro_batch_size=4"])`` reads the
+file (following ``base:`` to a parent file), applies ``section.field=value`` overrides
+(values parsed as YAML), and validates everything once, up front, with messages that say
+what to change. Every field carries its documentation; the config *is* the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LEVConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ParallelConfig",
+    "TrainConfig",
+    "config_to_dict",
+    "load_config",
+]
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS = ("lev", "tied", "untied")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and the fix."""
+
+
+@dataclass(kw_only=True, slots=True)
+class ModelConfig:
+    """LLaMA-style megatron-core GPT backbone (RMSNorm, SwiGLU, RoPE, no biases)."""
+
+    embedding: Literal["lev", "tied", "untied"] = "lev"
+    """Input embedding: ``lev`` (LEV + untied head), ``tied`` (one shared V x d table)
+    or ``untied`` (full input table + separate head)."""
+    num_layers: int = 22
+    """Transformer layers."""
+    hidden_size: int = 2048
+    """Model width ``d``."""
+    num_attention_heads: int = 16
+    """Attention heads; must be divisible by ``parallel.tensor_parallel``."""
+    num_query_groups: int | None = None
+    """Grouped-query attention groups (``None``: multi-head attention)."""
+    ffn_hidden_size: int = 5632
+    """SwiGLU inner width."""
+    vocab_size: int = 50304
+    """Padded vocabulary; >= the tokenizer's and divisible by ``parallel.tensor_parallel``."""
+    seq_length: int = 512
+    """Tokens per training sample (the shards' ``seq_length``)."""
+    init_method_std: float = 0.02
+    """Std of the normal init of the backbone and the embedding scale LEV matches."""
+    rotary_base: int = 10000
+    """RoPE base."""
+    norm_epsilon: float = 1e-5
+    """RMSNorm epsilon."""
+
+    def __post_init__(self) -> None:
+        if self.embedding not in EMBEDDINGS:
+            raise ConfigError(f"model.embedding={self.embedding!r}; use one of {EMBEDDINGS}")
+        for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size",
+                     "vocab_size", "seq_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be >= 1")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_attention_heads={self.num_attention_heads}; "
+                f"use heads in {_divisors(self.hidden_size)}"
+            )
+        if self.num_query_groups is not None and self.num_attention_heads % self.num_query_groups:
+            raise ConfigError(
+                f"model.num_query_groups={self.num_query_groups} does not divide "
+                f"model.num_attention_heads={self.num_attention_heads}; use one of "
+                f"{_divisors(self.num_attention_heads)}"
+            )
+
+
+@dataclass(kw_only=True, slots=True)
+class LEVConfig:
+    """LEV hyper-parameters (LEV.md). Parameters: ``K*b*s + s*G*R + R*d``."""
+
+    num_coords: int = 2
+    """Digits per token id ``K`` (base ``b = ceil(V ** (1/K))``)."""
+    seed_dim: int = 16
+    """Seed dimension ``s``."""
+    grid_size: int = 16
+    """Uniform B-spline knots ``G`` (>= 3)."""
+    num_modes: int = 1024
+    """Separable modes ``R``; split across tensor-parallel ranks."""
+    share_codebooks: bool = False
+    """One codebook for all digits plus a learned per-digit scale and offset."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"lev.{name}={getattr(self, name)} must be >= {low}")
+
+
+@dataclass(kw_only=True, slots=True)
+class ParallelConfig:
+    """Tensor parallelism; data parallelism is whatever the world size leaves."""
+
+    tensor_parallel: int = 1
+    """Tensor-parallel ranks (megatron-core ``tensor_model_parallel_size``)."""
+    sequence_parallel: bool = False
+    """Shard activations along the sequence between TP regions (needs tensor_parallel > 1)."""
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel < 1:
+            raise ConfigError(f"parallel.tensor_parallel={self.tensor_parallel} must be >= 1")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise ConfigError(
+                "parallel.sequence_parallel=true needs parallel.tensor_parallel > 1; "
+                "set parallel.sequence_parallel=false or raise tensor_parallel"
+            )
+
+
+@dataclass(kw_only=True, slots=True)
+class DataConfig:
+    """Shards written by ``data_prep/shard.py``."""
+
+    path: str = ""
+    """Shard directory (holds manifest.json and the *.wids.json lists)."""
+    shuffle_seed: int = 1234
+    """Seed of the per-epoch sample permutation."""
+
+
+@dataclass(kw_only=True, slots=True)
+class OptimizerConfig:
+    """AdamW with linear warm-up and cosine decay."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr: float = 3e-5
+    """Learning rate at the end of the cosine decay."""
+    warmup_steps: int = 2000
+    """Linear warm-up steps from 0 to ``lr``."""
+    decay_steps: int | None = None
+    """Cosine decay length (``None``: until ``train.train_steps``)."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay (not applied to norms and 1-D parameters)."""
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    clip_grad: float = 1.0
+    """Global gradient-norm clip (0 disables)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ConfigError(
+                f"need 0 <= optimizer.min_lr <= optimizer.lr and lr > 0, got lr={self.lr}, "
+                f"min_lr={self.min_lr}"
+            )
+
+
+@dataclass(kw_only=True, slots=True)
+class TrainConfig:
+    """Batch sizes, length, precision, memory savings, logging."""
+
+    seed: int = 1234
+    """Seed of model init, dropout and everything random except the data order."""
+    micro_batch_size: int = 8
+    """Samples per rank per forward/backward."""
+    global_batch_size: int = 512
+    """Samples per optimizer step over all data-parallel ranks (accumulation fills it)."""
+    train_steps: int = 100_000
+    """Optimizer steps of the whole run."""
+    precision: Literal["fp32", "bf16"] = "bf16"
+    """``bf16`` on CUDA (fp32 master weights); ``fp32`` on CPU."""
+    zero_stage: int = 1
+    """DeepSpeed ZeRO stage 0-3."""
+    recompute: Literal["none", "selective", "full"] = "none"
+    """megatron-core activation recomputation."""
+    log_interval: int = 10
+    """Steps between console/metrics lines."""
+    eval_interval: int = 1000
+    """Steps between validation passes (0: never)."""
+    eval_samples: int = 0
+    """Validation samples per pass (0: the whole split)."""
+    exit_duration_mins: float = 0.0
+    """Save and exit after this much wall time (0: no limit)."""
+    max_skipped_steps: int = 10
+    """Consecutive non-finite losses tolerated before the run stops with a diagnostic."""
+    peak_tflops: float = 0.0
+    """Per-device peak for MFU (e.g. 989 for H100 bf16 dense; 0: MFU not reported)."""
+
+    def __post_init__(self) -> None:
+        if self.micro_batch_size < 1 or self.global_batch_size < 1:
+            raise ConfigError("train.micro_batch_size and train.global_batch_size must be >= 1")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"train.global_batch_size={self.global_batch_size} is not a multiple of "
+                f"train.micro_batch_size={self.micro_batch_size}"
+            )
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision={self.precision!r}; use 'fp32' or 'bf16'")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"train.zero_stage={self.zero_stage}; use 0, 1, 2 or 3")
+        if self.recompute not in ("none", "selective", "full"):
+            raise ConfigError(
+                f"train.recompute={self.recompute!r}; use 'none', 'selective' or 'full'"
+            )
+
+
+@dataclass(kw_only=True, slots=True)
+class CheckpointConfig:
+    """Where and how often to save; how to resume."""
+
+    save_dir: str = "runs/default"
+    """Checkpoints, metrics.jsonl and TensorBoard files (a shared path on clusters)."""
+    save_interval: int = 1000
+    """Steps between checkpoints (0: only at the end and on signals)."""
+    keep_last: int = 2
+    """Checkpoints kept; older ones are deleted after a newer one is complete."""
+    resume: str = "auto"
+    """``auto`` (newest valid checkpoint in save_dir, else start fresh), ``none``, or a path."""
+    force_resume: bool = False
+    """Resume even if the model shape or data fingerprint changed."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Config:
+    """The whole run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lev: LEVConfig = field(default_factory=LEVConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def __post_init__(self) -> None:
+        tp, m = self.parallel.tensor_parallel, self.model
+        for name, value in (("model.num_attention_heads", m.num_attention_heads),
+                            ("model.vocab_size", m.vocab_size),
+                            ("model.ffn_hidden_size", m.ffn_hidden_size),
+                            ("model.num_query_groups", m.num_query_groups),
+                            ("lev.num_modes", self.lev.num_modes)):
+            if value is not None and value % tp:
+                raise ConfigError(
+                    f"parallel.tensor_parallel={tp} does not divide {name}={value}; use "
+                    f"tensor_parallel in {[d for d in _divisors(value) if d <= 64]}"
+                )
+        if self.parallel.sequence_parallel and m.seq_length % tp:
+            raise ConfigError(
+                f"model.seq_length={m.seq_length} is not divisible by "
+                f"parallel.tensor_parallel={tp}, which sequence parallelism needs"
+            )
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config, apply ``section.field=value`` overrides, validate.
+
+    Args:
+        path: YAML file with one mapping per section; ``base: other.yaml`` (relative to
+            the file) loads that file first and merges this one over it. ``None``: defaults.
+        overrides: ``"train.micro_batch_size=4"``-style strings; values are parsed as
+            YAML (``true``, ``3e-4``, ``null``, ``[1, 2]``).
+
+    Raises:
+        ConfigError: unknown section or field (with the valid names), a value of the
+            wrong type, a malformed override, or a failed validation.
+    """
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"override {item!r} is not 'section.field=value' (e.g. model.num_layers=4)")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        raw[section][name] = yaml.safe_load(value) if value.strip() else ""
+    return _build(Config, raw, "")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (see pretrain/configs/ for examples)")
+    with path.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_yaml(path.parent / base)
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        name = sorted(unknown)[0]
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{name!r}{hint} valid keys: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section {prefix}{name!r} must be a mapping")
+            kwargs[name] = _build(kind, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, kind, f"{prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as exc:  # a missing required field
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
+
+
+def _coerce(value: Any, kind: Any, name: str) -> Any:
+    """Check ``value`` against the annotation ``kind``; ints are accepted for floats."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            raise ConfigError(f"{name}={value!r}; use one of {list(typing.get_args(kind))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(t for t in options if t is not type(None))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(
+            f"{name}={value!r} is a {type(value).__name__}; it must be a {kind.__name__}"
+        )
+    return value
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (for checkpoints, logs and fingerprints)."""
+    return dataclasses.asdict(config)

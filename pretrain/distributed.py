@@ -1,0 +1,136 @@
+"""torch.distributed + megatron-core parallel_state set-up under any launcher.
+
+Reads the rank layout from torchrun (RANK/WORLD_SIZE/LOCAL_RANK), Slurm's srun
+(SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the job's node list) or mpiexec (MPICH's
+PMI_RANK/PMI_SIZE/MPI_LOCALRANKID, Open MPI's OMPI_COMM_WORLD_*), exports the
+torchrun-style variables so every library sees one truth, then initialises nccl on
+CUDA or gloo on CPU and megatron-core's TP x DP groups.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+from megatron_patches.cpu_shims import apply_cpu_shims
+
+__all__ = ["RankLayout", "destroy_distributed", "detect_rank_layout", "init_distributed"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RankLayout:
+    """Where this process sits in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    launcher: str
+
+
+def detect_rank_layout(env: dict[str, str] | None = None) -> RankLayout:
+    """Rank layout from the launcher's environment (single process if none)."""
+    env = dict(os.environ) if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        world = int(env["WORLD_SIZE"])
+        return RankLayout(int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)),
+                          int(env.get("LOCAL_WORLD_SIZE", world)), "torchrun")
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and "SLURM_STEP_ID" in env:
+        # SLURM_STEP_ID distinguishes an srun step from the batch shell itself.
+        local_world = int(env.get("SLURM_NTASKS_PER_NODE", "0").split("(")[0] or 0) or int(
+            env.get("SLURM_STEP_TASKS_PER_NODE", env["SLURM_NTASKS"]).split("(")[0]
+        )
+        return RankLayout(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
+                          int(env.get("SLURM_LOCALID", 0)), local_world, "srun")
+    if "PMI_RANK" in env and "PMI_SIZE" in env:
+        world = int(env["PMI_SIZE"])
+        return RankLayout(int(env["PMI_RANK"]), world, int(env.get("MPI_LOCALRANKID", 0)),
+                          int(env.get("MPI_LOCALNRANKS", world)), "mpiexec")
+    if "OMPI_COMM_WORLD_RANK" in env:
+        world = int(env["OMPI_COMM_WORLD_SIZE"])
+        return RankLayout(int(env["OMPI_COMM_WORLD_RANK"]), world,
+                          int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0)),
+                          int(env.get("OMPI_COMM_WORLD_LOCAL_SIZE", world)), "mpiexec")
+    return RankLayout(0, 1, 0, 1, "single")
+
+
+def _master_addr(layout: RankLayout) -> str:
+    if "MASTER_ADDR" in os.environ:
+        return os.environ["MASTER_ADDR"]
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    if layout.launcher == "srun" and nodelist:
+        hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
+                               capture_output=True, text=True).stdout.split()
+        return hosts[0]
+    return "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float = 30) -> RankLayout:
+    """Initialise the process group, megatron-core's TP x DP groups and the RNG tracker.
+
+    Raises:
+        ValueError: the world size is not a multiple of ``tensor_parallel``.
+    """
+    layout = detect_rank_layout()
+    if layout.world_size % tensor_parallel:
+        raise ValueError(
+            f"world size {layout.world_size} is not a multiple of "
+            f"parallel.tensor_parallel={tensor_parallel}; launch a multiple of "
+            f"{tensor_parallel} ranks or change tensor_parallel"
+        )
+    os.environ.update(RANK=str(layout.rank), WORLD_SIZE=str(layout.world_size),
+                      LOCAL_RANK=str(layout.local_rank),
+                      LOCAL_WORLD_SIZE=str(layout.local_world_size))
+    os.environ.setdefault("MASTER_ADDR", _master_addr(layout))
+    if "MASTER_PORT" not in os.environ:
+        if layout.world_size > 1:
+            # Every rank must agree; a job-derived port avoids clashes between jobs on a node.
+            job = int(os.environ.get("SLURM_JOB_ID", "0"))
+            os.environ["MASTER_PORT"] = str(20000 + job % 20000)
+        else:
+            os.environ["MASTER_PORT"] = str(_free_port())
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(layout.local_rank % torch.cuda.device_count())
+    else:
+        apply_cpu_shims()
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo", rank=layout.rank,
+            world_size=layout.world_size,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+        )
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(tensor_model_parallel_size=tensor_parallel)
+    torch.manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed)
+    log.info("rank %d/%d (local %d/%d) via %s, backend %s, TP=%d DP=%d", layout.rank,
+             layout.world_size, layout.local_rank, layout.local_world_size, layout.launcher,
+             dist.get_backend(), tensor_parallel, layout.world_size // tensor_parallel)
+    return layout
+
+
+def destroy_distributed() -> None:
+    """Tear down megatron's groups and the process group (safe to call twice)."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,60 @@
+"""Parameter counts of lev / tied / untied on one backbone, built on the meta device.
+
+    python -m pretrain.params --config pretrain/configs/lev_1b2.yaml [key=value ...]
+
+Nothing is allocated or initialised, so the 1.2B shapes count in seconds on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from pretrain.config import Config, load_config
+from pretrain.distributed import destroy_distributed, init_distributed
+from pretrain.model import ParamCounts, build_model, count_parameters
+
+__all__ = ["count_all", "main"]
+
+
+def count_all(config: Config) -> dict[str, ParamCounts]:
+    """Global parameter counts for each embedding kind on ``config``'s backbone."""
+    # Counts are global, so a single rank (TP=1) gives them for any TP size.
+    single = replace(config, parallel=replace(config.parallel, tensor_parallel=1,
+                                              sequence_parallel=False))
+    init_distributed(tensor_parallel=1, seed=single.train.seed)
+    try:
+        return {
+            kind: count_parameters(build_model(
+                replace(single, model=replace(single.model, embedding=kind)), meta=True))
+            for kind in ("lev", "tied", "untied")
+        }
+    finally:
+        destroy_distributed()
+
+
+def format_table(counts: dict[str, ParamCounts]) -> str:
+    """The table ``main`` prints: one row per embedding kind, then LEV's overhead."""
+    rows = [f"{'embedding':<10}{'total':>16}{'backbone':>16}{'input emb':>14}"
+            f"{'output head':>14}{'LEV':>12}"]
+    for kind, c in counts.items():
+        rows.append(f"{kind:<10}{c.total:>16,}{c.backbone:>16,}{c.input_embedding:>14,}"
+                    f"{c.output_head:>14,}{c.lev:>12,}")
+    tied = counts["tied"].total
+    for kind in ("lev", "untied"):
+        rows.append(f"{kind} overhead over tied: {100 * (counts[kind].total - tied) / tied:+.3f} %")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    args = parser.parse_args(argv)
+    print(format_table(count_all(load_config(args.config, args.overrides))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
