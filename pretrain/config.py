@@ -199,6 +199,8 @@ class TrainConfig:
     """Consecutive non-finite losses tolerated before the run stops with a diagnostic."""
     peak_tflops: float = 0.0
     """Per-device peak for MFU (e.g. 989 for H100 bf16 dense; 0: MFU not reported)."""
+    log_sample_ids: bool = False
+    """Also write each logged step's global sample ids to metrics.jsonl (audits data order)."""
 
     def __post_init__(self) -> None:
         if self.micro_batch_size < 1 or self.global_batch_size < 1:
@@ -356,6 +358,12 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
         kind = next(t for t in options if t is not type(None))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads `3e-4` without a dot as a string.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(
             f"{name}={value!r} is a {type(value).__name__}; it must be a {kind.__name__}"

@@ -33,3 +33,53 @@ def run_torchrun(script: str | Path, nproc: int, *args: str, timeout: float = 30
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
                     f"\n--- stderr\n{proc.stderr[-8000:]}")
     return proc
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_ranks(nproc: int, argv: list[str], *, env: dict[str, str] | None = None,
+                log_dir: Path) -> list[subprocess.Popen]:
+    """Start ``nproc`` real rank processes of ``python ARGV`` the way a launcher does.
+
+    Each rank gets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* (as torchrun sets them) and its
+    own log file, so a test can signal or kill one rank and read every rank's output.
+    """
+    port = str(free_port())
+    procs = []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for rank in range(nproc):
+        rank_env = cpu_env(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
+                           LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=port, **(env or {}))
+        out = (log_dir / f"rank{rank}.log").open("w")
+        procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, env=rank_env,
+                                      stdout=out, stderr=subprocess.STDOUT))
+    return procs
+
+
+def wait_ranks(procs: list[subprocess.Popen], log_dir: Path, timeout: float = 300) -> list[int]:
+    """Wait for every rank; return exit codes (kills the rest and fails on timeout)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            logs = "\n".join(f.read_text()[-3000:] for f in sorted(log_dir.glob("rank*.log")))
+            pytest.fail(f"ranks did not finish in {timeout}s\n{logs}")
+    return codes
+
+
+def rank_logs(log_dir: Path) -> str:
+    return "\n".join(f"--- {f.name}\n{f.read_text()[-6000:]}" for f in sorted(log_dir.glob("rank*.log")))

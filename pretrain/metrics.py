@@ -1,0 +1,70 @@
+"""Training metrics: model FLOPs, one console line per interval, metrics.jsonl, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from pretrain.config import Config
+
+__all__ = ["MetricsWriter", "model_flops_per_token"]
+
+log = logging.getLogger(__name__)
+
+
+def model_flops_per_token(config: Config) -> float:
+    """Training FLOPs per token (forward + backward = 3x forward), as Megatron counts them.
+
+    Matmuls only: attention projections, SwiGLU MLP, attention scores and values
+    (full ``s x s``, as Megatron-LM reports), the output head, and LEV's projection
+    (an upper bound: LEV runs once per distinct id, not per token). Recomputation is not
+    counted (model FLOPs, not hardware FLOPs).
+    """
+    m = config.model
+    d, s, layers = m.hidden_size, m.seq_length, m.num_layers
+    kv = d * (m.num_query_groups or m.num_attention_heads) // m.num_attention_heads
+    per_layer = 2 * (d * (d + 2 * kv) + d * d + 3 * d * m.ffn_hidden_size) + 4 * s * d
+    forward = layers * per_layer + 2 * d * m.vocab_size
+    if m.embedding == "lev":
+        lev = config.lev
+        forward += 2 * lev.num_modes * d + 2 * lev.seed_dim * lev.grid_size * lev.num_modes
+    return 3.0 * forward
+
+
+class MetricsWriter:
+    """Writes each record to ``metrics.jsonl`` and TensorBoard (rank 0 only)."""
+
+    def __init__(self, save_dir: str | Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        out = Path(save_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self._jsonl = (out / "metrics.jsonl").open("a", buffering=1)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is in requirements.txt; keep training without it
+            log.warning("tensorboard is not importable; writing metrics.jsonl only")
+        else:
+            self._tb = SummaryWriter(log_dir=str(out / "tensorboard"))
+
+    def write(self, record: dict[str, Any], prefix: str = "train") -> None:
+        """Append ``record`` (must hold ``step``); numbers also go to TensorBoard."""
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,326 @@
+"""The training run: distributed set-up, DeepSpeed engine over megatron-core GPT, loop.
+
+Phases are named methods (``setup``, ``train_step``, ``evaluate``, ``save``, ``train``,
+``close``) so that ``pretrain/train.py`` reads in one sitting. The data position is one
+integer, ``consumed_samples``; with the RNG states and DeepSpeed's model/optimizer/
+scheduler state it makes a resumed run continue exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+
+from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume
+from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
+from pretrain.config import Config, config_to_dict
+from pretrain.data import BatchLayout, TrainBatchIterator, open_split, val_batches
+from pretrain.distributed import init_distributed
+from pretrain.metrics import MetricsWriter, model_flops_per_token
+from pretrain.model import build_model
+from pretrain.mpu import MegatronMPU
+from pretrain.optimizer import build_optimizer
+from pretrain.schedule import lr_at
+from pretrain.stopping import ExitCode, StopController, StopReason
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive optimizer steps had a non-finite loss."""
+
+
+def deepspeed_config(config: Config, dp_size: int) -> dict[str, Any]:
+    """DeepSpeed config for ``config`` at data-parallel size ``dp_size``."""
+    t = config.train
+    layout = BatchLayout(global_batch_size=t.global_batch_size,
+                         micro_batch_size=t.micro_batch_size, dp_size=dp_size)
+    zero: dict[str, Any] = {"stage": t.zero_stage}
+    if t.zero_stage in (1, 2):
+        # Optimizer partitions can be re-split when the DP size changes (elastic resume).
+        zero["elastic_checkpoint"] = True
+    return {
+        "train_batch_size": t.global_batch_size,
+        "train_micro_batch_size_per_gpu": t.micro_batch_size,
+        "gradient_accumulation_steps": layout.accum_steps,
+        "gradient_clipping": config.optimizer.clip_grad,
+        "zero_optimization": zero,
+        # check_grad_overflow: ZeRO-1/2 skip the update of a step whose gradient norm is
+        # NaN/Inf under bf16 as they already do under fp32 (the LR schedule does not move).
+        "bf16": {"enabled": t.precision == "bf16", "check_grad_overflow": True},
+        # AdamW from torch: DeepSpeed's fused/CPU Adam need compiled ops.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,  # we log ourselves
+        "wall_clock_breakdown": False,
+    }
+
+
+def _fault_injection_nan(loss: torch.Tensor, step: int) -> torch.Tensor:
+    """Turn the loss NaN at the steps listed in ``LEV_FAULT_NAN_LOSS_STEPS`` (tests)."""
+    steps = os.environ.get("LEV_FAULT_NAN_LOSS_STEPS")
+    if steps and str(step) in steps.split(","):
+        return loss * float("nan")
+    return loss
+
+
+class Trainer:
+    """One training run of ``config`` on the processes of the current launcher."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.step = 0
+        self.consumed_samples = 0
+        self.engine = None
+        self.train_iter: TrainBatchIterator | None = None
+        self.metrics: MetricsWriter | None = None
+        self.stopper: StopController | None = None
+        self.last_saved_step: int | None = None
+        self.exit_code = ExitCode.FINISHED
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        """Distributed groups, data, model, DeepSpeed engine, resume."""
+        import deepspeed  # imported here: it logs on import and is slow to load
+
+        c = self.config
+        self.layout = init_distributed(c.parallel.tensor_parallel, c.train.seed)
+        self.rank = dist.get_rank()
+        self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        self.batch = BatchLayout(global_batch_size=c.train.global_batch_size,
+                                 micro_batch_size=c.train.micro_batch_size, dp_size=self.dp_size)
+        self.train_data = open_split(c.data.path, "train", seq_length=c.model.seq_length,
+                                     vocab_size=c.model.vocab_size)
+        self.val_data = open_split(c.data.path, "val", seq_length=c.model.seq_length,
+                                   vocab_size=c.model.vocab_size)
+        self.data_fingerprint = self.train_data.manifest["fingerprint"]
+
+        model = build_model(c)
+        if torch.cuda.is_available():
+            model = model.cuda()
+        opt = c.optimizer
+        optimizer = build_optimizer(model, opt)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_at(step, opt, c.train.train_steps) / opt.lr)
+        self.engine, _, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            config=deepspeed_config(c, self.dp_size), mpu=MegatronMPU(),
+            dist_init_required=False)
+        self.flops_per_token = model_flops_per_token(c)
+
+        self.checkpoints = CheckpointManager(c.checkpoint.save_dir, c.checkpoint.keep_last)
+        self._resume()
+        self.train_iter = TrainBatchIterator(
+            self.train_data, layout=self.batch, dp_rank=self.dp_rank,
+            seed=c.data.shuffle_seed, consumed_samples=self.consumed_samples)
+        self.metrics = MetricsWriter(c.checkpoint.save_dir, enabled=self.rank == 0)
+        self.stopper = StopController(c.train.exit_duration_mins)
+        log.info("TP=%d DP=%d micro-batch %d x accumulation %d = global batch %d; "
+                 "starting at step %d (consumed_samples %d)", c.parallel.tensor_parallel,
+                 self.dp_size, c.train.micro_batch_size, self.batch.accum_steps,
+                 c.train.global_batch_size, self.step, self.consumed_samples)
+
+    def _model_shape(self) -> dict[str, Any]:
+        c = config_to_dict(self.config)
+        return {**{f"model.{k}": v for k, v in c["model"].items()},
+                **({f"lev.{k}": v for k, v in c["lev"].items()}
+                   if self.config.model.embedding == "lev" else {}),
+                "parallel.tensor_parallel": self.config.parallel.tensor_parallel}
+
+    def _resume(self) -> None:
+        c = self.config.checkpoint
+        tag_dir = self.checkpoints.find_resume(c.resume)
+        if tag_dir is None:
+            log.info("no checkpoint to resume from in %s: starting fresh", c.save_dir)
+            return
+        meta = self.checkpoints.read_meta(tag_dir)
+        check_compatible(meta, model_shape=self._model_shape(),
+                         data_fingerprint=self.data_fingerprint, force=c.force_resume,
+                         tag_dir=tag_dir)
+        if meta["global_batch_size"] != self.config.train.global_batch_size:
+            log.warning("global batch size changed %d -> %d: the sample sequence continues "
+                        "from consumed_samples=%d", meta["global_batch_size"],
+                        self.config.train.global_batch_size, meta["consumed_samples"])
+        if meta["dp_size"] != self.dp_size:
+            self._allow_dp_change(meta["dp_size"], tag_dir)
+        self.checkpoints.load(self.engine, tag_dir,
+                              world_size_changed=meta["world_size"] != dist.get_world_size())
+        # LambdaLR.load_state_dict restores its counter but not the optimizer's current lr,
+        # which would keep the fresh optimizer's step-0 lr for the first resumed step.
+        for group, lr in zip(self.scheduler.optimizer.param_groups, self.scheduler.get_last_lr(),
+                             strict=True):
+            group["lr"] = lr
+        self.step, self.consumed_samples = meta["step"], meta["consumed_samples"]
+        self.last_saved_step = self.step
+        log.info("resumed from %s (step %d, consumed_samples %d)", tag_dir, self.step,
+                 self.consumed_samples)
+
+    def _allow_dp_change(self, saved_dp: int, tag_dir) -> None:
+        stage = self.config.train.zero_stage
+        if stage == 3:
+            raise CheckpointMismatchError(
+                f"checkpoint {tag_dir} was saved at DP={saved_dp} with ZeRO-3; this run has "
+                f"DP={self.dp_size}. Resume ZeRO-3 at DP={saved_dp} (world size "
+                f"{saved_dp * self.config.parallel.tensor_parallel}); ZeRO 0-2 resume at any DP")
+        if stage in (1, 2):
+            enable_elastic_zero_resume(self.engine)
+        log.info("elastic resume: DP %d -> %d, same global batch %d (accumulation %d)",
+                 saved_dp, self.dp_size, self.config.train.global_batch_size,
+                 self.batch.accum_steps)
+
+    # ------------------------------------------------------------------ steps
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token-mean loss of one micro-batch, and its token count."""
+        device = self.engine.device
+        per_token = self.engine(batch["tokens"].to(device), batch["position_ids"].to(device),
+                                None, labels=batch["labels"].to(device))
+        mask = batch["loss_mask"].to(device)
+        tokens = mask.sum()
+        return (per_token.float() * mask).sum() / tokens.clamp(min=1), tokens
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (all micro-batches of this rank); returns its metrics."""
+        losses, sample_ids = [], []
+        skipped_before = self.engine.skipped_steps
+        for _ in range(self.batch.accum_steps):
+            batch = next(self.train_iter)
+            loss, _ = self._loss(batch)
+            loss = _fault_injection_nan(loss, self.step + 1)
+            self.engine.backward(loss)
+            self.engine.step()
+            losses.append(loss.detach())
+            sample_ids.append(batch["sample_ids"])
+        # Mean over micro-batches, then over DP ranks: the global batch's mean loss.
+        loss = torch.stack(losses).mean().reshape(1).to(torch.float64)
+        dist.all_reduce(loss, group=ps.get_data_parallel_group())
+        loss /= self.dp_size
+        self.step += 1
+        self.consumed_samples += self.config.train.global_batch_size
+        grad_norm = self.engine.get_global_grad_norm()
+        record = {"loss": float(loss.item()),
+                  "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                  "skipped": self.engine.skipped_steps > skipped_before}
+        if self.config.train.log_sample_ids:
+            record["sample_ids"] = self._global_sample_ids(torch.cat(sample_ids))
+        return record
+
+    def _global_sample_ids(self, local: torch.Tensor) -> list[int]:
+        """This step's sample ids over all DP ranks, sorted (the order inside is layout)."""
+        parts = [torch.empty_like(local) for _ in range(self.dp_size)]
+        dist.all_gather(parts, local, group=ps.get_data_parallel_group())
+        return sorted(torch.cat(parts).tolist())
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Token-weighted loss over the validation split (every token once)."""
+        self.engine.eval()
+        total = torch.zeros(2, dtype=torch.float64)
+        limit = self.config.train.eval_samples or None
+        for batch in val_batches(self.val_data, micro_batch_size=self.config.train.micro_batch_size,
+                                 dp_rank=self.dp_rank, dp_size=self.dp_size, max_samples=limit):
+            loss, tokens = self._loss(batch)
+            total += torch.stack([loss.double().cpu() * tokens.double().cpu(),
+                                  tokens.double().cpu()])
+        dist.all_reduce(total, group=ps.get_data_parallel_group())
+        self.engine.train()
+        val_loss = (total[0] / total[1]).item()
+        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700)),
+                "val_tokens": int(total[1].item())}
+
+    def save(self) -> None:
+        """Checkpoint the current step (every rank)."""
+        meta = {"consumed_samples": self.consumed_samples,
+                "global_batch_size": self.config.train.global_batch_size,
+                "world_size": dist.get_world_size(), "dp_size": self.dp_size,
+                "model_shape": self._model_shape(), "data_fingerprint": self.data_fingerprint,
+                "config": config_to_dict(self.config)}
+        start = time.monotonic()
+        path = self.checkpoints.save(self.engine, self.step, meta)
+        self.last_saved_step = self.step
+        log.info("saved %s in %.1fs", path, time.monotonic() - start)
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> ExitCode:
+        """Run until train_steps or an agreed stop; returns the process exit code."""
+        c = self.config.train
+        tokens_per_step = c.global_batch_size * self.config.model.seq_length
+        interval_start, interval_steps = time.monotonic(), 0
+        bad_steps = 0
+        while self.step < c.train_steps:
+            record = self.train_step()
+            interval_steps += 1
+            if math.isfinite(record["loss"]) and not record["skipped"]:
+                bad_steps = 0
+            else:
+                bad_steps += 1
+                log.error("step %d: loss %s, grad-norm %s: update %s (%d bad steps in a row, "
+                          "limit %d)", self.step, record["loss"], record["grad_norm"],
+                          "skipped" if record["skipped"] else "NOT skipped (ZeRO-0/3 apply it)",
+                          bad_steps, c.max_skipped_steps)
+                if bad_steps > c.max_skipped_steps:
+                    raise NonFiniteLossError(
+                        f"{bad_steps} consecutive non-finite losses up to step {self.step}; "
+                        f"last good checkpoint: step {self.last_saved_step} in "
+                        f"{self.config.checkpoint.save_dir} (lower optimizer.lr or raise "
+                        f"warm-up, then resume with checkpoint.resume=auto)")
+            if self.step % c.log_interval == 0 or self.step == c.train_steps:
+                elapsed = time.monotonic() - interval_start
+                self._log_interval(record, interval_steps * tokens_per_step / elapsed)
+                interval_start, interval_steps = time.monotonic(), 0
+            if c.eval_interval and self.step % c.eval_interval == 0:
+                self._log_eval()
+            reason = self.stopper.agreed_reason()
+            if reason != StopReason.NONE and self.step < c.train_steps:
+                log.warning("stopping at step %d (%s); saving", self.step,
+                            self.stopper.signal_name or reason.name.lower())
+                self.save()
+                return ExitCode.REQUEUE
+            interval = self.config.checkpoint.save_interval
+            if interval and self.step % interval == 0 and self.step < c.train_steps:
+                self.save()
+        if self.last_saved_step != self.step:
+            self.save()
+        return ExitCode.FINISHED
+
+    def _log_interval(self, record: dict[str, float], tokens_per_sec: float) -> None:
+        world = dist.get_world_size()
+        tflops = tokens_per_sec * self.flops_per_token / world / 1e12  # per device
+        full = {"step": self.step, "loss": record["loss"], "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": record["grad_norm"], "consumed_samples": self.consumed_samples,
+                "tokens_per_sec": tokens_per_sec, "tflops": tflops, "skipped": record["skipped"]}
+        if "sample_ids" in record:
+            full["sample_ids"] = record["sample_ids"]
+        peak = self.config.train.peak_tflops
+        if peak:
+            full["mfu"] = tflops / peak
+        self.metrics.write(full)
+        if self.rank == 0:
+            mfu = f" | MFU {100 * full['mfu']:.1f}%" if peak else ""
+            log.info("step %6d | loss %.4f | lr %.3e | grad-norm %.3f | %.0f tok/s | "
+                     "%.3f TFLOP/s/dev%s", self.step, full["loss"], full["lr"],
+                     full["grad_norm"], tokens_per_sec, tflops, mfu)
+
+    def _log_eval(self) -> None:
+        record = {"step": self.step, **self.evaluate()}
+        self.metrics.write(record, prefix="val")
+        if self.rank == 0:
+            log.info("step %6d | val loss %.4f | val ppl %.2f | %d tokens", self.step,
+                     record["val_loss"], record["val_ppl"], record["val_tokens"])
+
+    def close(self) -> None:
+        """Release the loader thread, files and signal handlers."""
+        if self.train_iter is not None:
+            self.train_iter.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.stopper is not None:
+            self.stopper.restore()
+

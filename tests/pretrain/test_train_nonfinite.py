@@ -1,0 +1,32 @@
+"""Non-finite losses: the update is skipped; too many in a row stop the run with exit 3."""
+
+import math
+
+import pytest
+
+from tests.pretrain.train_helpers import run_training, train_records
+
+pytestmark = pytest.mark.multiproc
+
+
+def test_a_nan_loss_step_is_skipped_and_training_goes_on(shard_dir, tmp_path):
+    run_dir = tmp_path / "nan-once"
+    run_training(2, run_dir, shard_dir, "train.train_steps=5", "train.max_skipped_steps=2",
+                 env={"LEV_FAULT_NAN_LOSS_STEPS": "3"})
+    records = train_records(run_dir)
+    assert records[3]["skipped"] and math.isnan(records[3]["loss"])
+    assert records[3]["lr"] == records[2]["lr"]  # the schedule did not advance either
+    assert not records[4]["skipped"] and math.isfinite(records[4]["loss"])
+    assert math.isfinite(records[5]["loss"])
+
+
+def test_too_many_consecutive_nan_steps_stop_with_exit_3_naming_the_last_checkpoint(
+        shard_dir, tmp_path):
+    run_dir = tmp_path / "nan-always"
+    run_training(2, run_dir, shard_dir, "train.train_steps=8", "train.max_skipped_steps=2",
+                 "checkpoint.save_interval=2", env={"LEV_FAULT_NAN_LOSS_STEPS": "3,4,5,6"},
+                 expect=3)
+    log = (tmp_path / "nan-always-logs" / "rank0.log").read_text()
+    assert "3 consecutive non-finite losses up to step 5" in log
+    # Skipped updates leave the weights untouched, so the step-4 checkpoint is good.
+    assert "last good checkpoint: step 4" in log
