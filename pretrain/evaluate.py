@@ -1,0 +1,275 @@
+"""Validation perplexity of trained checkpoints, overall and per train-frequency bucket.
+
+``python -m pretrain.evaluate --checkpoint DIR --data SHARD_DIR --output OUT
+[--compare DIR2 ...] [--buckets N] [--micro-batch-size M]``
+
+* ``DIR`` is a checkpoint tag (``.../step00000400``) or a ``checkpoint.save_dir`` (its
+  ``latest``, else its newest complete tag).
+* Runs under the training launchers (torchrun, srun, mpiexec; or one plain process).
+  The model is rebuilt from the checkpoint's own config (``meta.json["config"]``) with
+  the tensor parallelism it was trained with; DP = world size / TP. Weights are loaded
+  through a DeepSpeed engine built as the trainer builds it, so any ZeRO stage works:
+  ZeRO 0-2 load the module weights only (any DP size); ZeRO-3 loads its fp32 partitions
+  and must be evaluated at the DP size it was saved with.
+* Every validation token is counted exactly once over all DP ranks (padding rows are
+  masked); per-token losses are accumulated per bucket of the *label* token in float64
+  and summed over ranks, so the numbers do not depend on the rank count beyond fp32
+  forward rounding. Buckets: :mod:`pretrain.buckets` (edges documented there).
+* Writes ``OUT/eval.json``, ``OUT/report.md`` and PNGs (see :mod:`pretrain.report`).
+  With ``--compare``, the first checkpoint is the reference (the LEV run) and every
+  other one is a baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["evaluate_checkpoint", "load_checkpoint_config", "main", "resolve_checkpoint"]
+
+log = logging.getLogger("pretrain.evaluate")
+
+
+class EvaluationError(ValueError):
+    """The checkpoint or data cannot be evaluated as asked (message says why and the fix)."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The complete tag directory that ``path`` names (a tag or a save_dir).
+
+    Raises:
+        EvaluationError: no complete checkpoint there.
+    """
+    from pretrain.checkpoint import META, CheckpointManager
+
+    path = Path(path)
+    if (path / META).is_file():
+        return path
+    tag_dir = None
+    if path.is_dir():
+        tag_dir = CheckpointManager(path, keep_last=1).find_resume("auto")
+    if tag_dir is None:
+        raise EvaluationError(
+            f"--checkpoint {path}: no complete checkpoint (a step* directory with {META}, or "
+            f"a checkpoint.save_dir holding one); pass a finished run's save_dir or tag")
+    return tag_dir
+
+
+def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size: int | None):
+    """The training config stored in ``tag_dir``, re-targeted at ``data_dir`` for eval.
+
+    The batch becomes one micro-batch per rank (no accumulation), so any DP size fits.
+    """
+    from pretrain.config import load_config
+
+    meta = json.loads((tag_dir / "meta.json").read_text())
+    if "config" not in meta:
+        raise EvaluationError(f"{tag_dir}/meta.json has no 'config'; it predates config "
+                              "recording and cannot be rebuilt")
+    raw = meta["config"]
+    mbs = micro_batch_size or raw["train"]["micro_batch_size"]
+    raw["data"]["path"] = str(data_dir)
+    raw["train"]["micro_batch_size"] = mbs
+    raw["train"]["global_batch_size"] = mbs  # replaced per DP size in _ds_config
+    # JSON is YAML, so every stored value round-trips through the validated loader.
+    overrides = [f"{section}.{key}={json.dumps(value)}"
+                 for section, fields in raw.items() for key, value in fields.items()]
+    return load_config(None, overrides), meta
+
+
+def _ensure_tensor_parallel(tp: int, seed: int) -> None:
+    """(Re)build megatron's TP x DP groups for ``tp`` inside the existing process group."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    world = dist.get_world_size()
+    if world % tp:
+        raise EvaluationError(
+            f"checkpoint trained with parallel.tensor_parallel={tp}; world size {world} is not "
+            f"a multiple of it: launch {tp}, {2 * tp}, ... ranks")
+    if ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() == tp:
+        return
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    ps.initialize_model_parallel(tensor_model_parallel_size=tp)
+    torch.manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed)
+
+
+def _build_engine(config, meta: dict[str, Any], tag_dir: Path):
+    """A DeepSpeed engine like the trainer's, with the checkpoint's weights loaded."""
+    import deepspeed
+    from megatron.core import parallel_state as ps
+
+    from pretrain.model import build_model
+    from pretrain.mpu import MegatronMPU
+    from pretrain.optimizer import build_optimizer
+    from pretrain.trainer import deepspeed_config
+
+    dp = ps.get_data_parallel_world_size()
+    config.train.global_batch_size = config.train.micro_batch_size * dp
+    model = build_model(config)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    optimizer = build_optimizer(model, config.optimizer)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                      config=deepspeed_config(config, dp), mpu=MegatronMPU(),
+                                      dist_init_required=False)
+    stage = config.train.zero_stage
+    if stage == 3 and meta["dp_size"] != dp:
+        raise EvaluationError(
+            f"{tag_dir} is a ZeRO-3 checkpoint saved at DP={meta['dp_size']}; its weights are "
+            f"partitioned over those ranks. Evaluate it with world size "
+            f"{meta['dp_size'] * config.parallel.tensor_parallel} (DP={meta['dp_size']})")
+    # ZeRO 0-2 keep full module weights in mp_rank_XX_model_states.pt: loading the module
+    # only needs no optimizer partitions, so any DP size works. ZeRO-3 keeps weights
+    # in its partitions and needs the full (optimizer-state-free) ZeRO load.
+    load_path, _ = engine.load_checkpoint(
+        str(tag_dir.parent), tag=tag_dir.name, load_optimizer_states=False,
+        load_lr_scheduler_states=False, load_module_only=stage != 3)
+    if load_path is None:
+        raise EvaluationError(f"DeepSpeed found no checkpoint files in {tag_dir}")
+    engine.eval()
+    return engine
+
+
+@torch.no_grad()
+def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.ndarray,
+                        micro_batch_size: int | None = None) -> dict[str, Any]:
+    """Per-bucket token counts and float64 loss sums of ``tag_dir`` over the val split.
+
+    Call on every rank (collective). Returns the same dict on every rank.
+    """
+    from megatron.core import parallel_state as ps
+
+    from pretrain.data import open_split, val_batches
+
+    config, meta = load_checkpoint_config(tag_dir, data_dir, micro_batch_size)
+    _ensure_tensor_parallel(config.parallel.tensor_parallel, config.train.seed)
+    val = open_split(str(data_dir), "val", seq_length=config.model.seq_length,
+                     vocab_size=config.model.vocab_size)
+    if val.manifest.get("fingerprint") != meta.get("data_fingerprint"):
+        log.warning("%s was trained on other shards than %s (fingerprint differs); the "
+                    "buckets come from %s's train counts", tag_dir, data_dir, data_dir)
+    engine = _build_engine(config, meta, tag_dir)
+    dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+    nb = int(token_bucket.max()) + 1
+    bucket_of = torch.as_tensor(token_bucket, dtype=torch.int64)
+    sums = torch.zeros(2, nb, dtype=torch.float64)  # [loss sum, tokens] per bucket
+    device = engine.device
+    for batch in val_batches(val, micro_batch_size=config.train.micro_batch_size,
+                             dp_rank=dp_rank, dp_size=dp_size):
+        per_token = engine(batch["tokens"].to(device), batch["position_ids"].to(device), None,
+                           labels=batch["labels"].to(device))
+        mask = batch["loss_mask"].bool()
+        loss = per_token.detach().float().cpu()[mask].double()
+        buckets = bucket_of[batch["labels"][mask]]
+        sums[0] += torch.bincount(buckets, weights=loss, minlength=nb)
+        sums[1] += torch.bincount(buckets, minlength=nb).double()
+    dist.all_reduce(sums, group=ps.get_data_parallel_group())
+    val.close()
+    if hasattr(engine, "destroy"):
+        engine.destroy()
+    del engine
+    gc.collect()
+
+    loss_sum, tokens = sums[0].tolist(), sums[1].tolist()
+    total_tokens = sum(tokens)
+    overall = sum(loss_sum) / total_tokens if total_tokens else float("nan")
+    c = config
+    return {
+        "checkpoint": str(tag_dir), "save_dir": str(tag_dir.parent), "step": meta["step"],
+        "embedding": c.model.embedding, "tensor_parallel": c.parallel.tensor_parallel,
+        "zero_stage": c.train.zero_stage, "trained_world_size": meta["world_size"],
+        "eval_world_size": dist.get_world_size(), "seed": c.train.seed,
+        "consumed_samples": meta["consumed_samples"],
+        "tokens": int(total_tokens), "loss": overall, "ppl": _ppl(overall),
+        "bucket_tokens": [int(t) for t in tokens], "bucket_loss_sum": loss_sum,
+    }
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
+
+
+def _setup_logging() -> None:
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
+    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
+    logging.basicConfig(
+        level=logging.INFO if rank in (None, "0") else logging.WARNING,
+        format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Validation loss/perplexity, overall and per train-frequency bucket; "
+                    "with --compare, a LEV-vs-baselines report.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="tag dir (step*) or save_dir; with --compare: the reference (LEV) run")
+    parser.add_argument("--data", required=True, help="shard dir (manifest.json, token_counts.npy)")
+    parser.add_argument("--output", required=True, help="report dir (eval.json, report.md, *.png)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="DIR",
+                        help="baseline checkpoints (tag or save_dir) compared to --checkpoint")
+    parser.add_argument("--buckets", type=int, default=5,
+                        help="equal-train-mass frequency buckets of seen ids (default 5)")
+    parser.add_argument("--micro-batch-size", type=int, default=None,
+                        help="samples per rank per forward (default: the checkpoint's)")
+    args = parser.parse_args(argv)
+    _setup_logging()
+
+    from pretrain.buckets import frequency_buckets
+    from pretrain.config import ConfigError
+    from pretrain.data import DataMismatchError, ShardsNotFoundError
+    from pretrain.distributed import destroy_distributed, init_distributed
+    from pretrain.report import write_report
+
+    try:
+        if args.buckets < 1:
+            raise EvaluationError(f"--buckets must be >= 1, got {args.buckets}")
+        if args.micro_batch_size is not None and args.micro_batch_size < 1:
+            raise EvaluationError(f"--micro-batch-size must be >= 1, got {args.micro_batch_size}")
+        tags = [resolve_checkpoint(p) for p in [args.checkpoint, *args.compare]]
+        counts_path = Path(args.data) / "token_counts.npy"
+        if not counts_path.is_file():
+            raise EvaluationError(f"{counts_path} is missing; re-run data_prep/shard.py "
+                                  "(it writes the train split's unigram counts)")
+        first = json.loads((tags[0] / "meta.json").read_text())["config"]
+        init_distributed(first["parallel"]["tensor_parallel"], first["train"]["seed"])
+        vocab = first["model"]["vocab_size"]
+        spec = frequency_buckets(np.load(counts_path), args.buckets, vocab_size=vocab)
+        runs = []
+        for tag in tags:
+            log.info("evaluating %s", tag)
+            result = evaluate_checkpoint(tag, args.data, spec.token_bucket, args.micro_batch_size)
+            log.info("%s (%s, step %d): loss %.5f ppl %.3f over %d tokens", tag,
+                     result["embedding"], result["step"], result["loss"], result["ppl"],
+                     result["tokens"])
+            runs.append(result)
+        if dist.get_rank() == 0:
+            out = write_report(Path(args.output), runs, spec, data_dir=args.data)
+            log.info("wrote %s", ", ".join(str(p) for p in out))
+        dist.barrier()
+        return 0
+    except (EvaluationError, ConfigError, DataMismatchError, ShardsNotFoundError) as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        return 2
+    finally:
+        destroy_distributed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
