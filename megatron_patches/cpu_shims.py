@@ -1,6 +1,6 @@
 """CPU/gloo compatibility shims for megatron-core 0.16.1, applied only without CUDA.
 
-megatron-core assumes a GPU in three ways that a CPU run (laptop, CI, gloo) reaches.
+megatron-core assumes a GPU in four ways that a CPU run (laptop, CI, gloo) reaches.
 Each shim replaces exactly one of them and says why; nothing else is patched. Every
 shimmed call would otherwise raise "Torch not compiled with CUDA enabled", so the shims
 change no behaviour that works: on a CUDA host :func:`apply_cpu_shims` does nothing.
@@ -65,6 +65,16 @@ def _cpu_current_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _no_cuda_rng_state(*_args, **_kwargs) -> None:
+    """Stand-in for megatron's ``_get_cuda_rng_state`` / ``_set_cuda_rng_state``.
+
+    Why: activation recomputation (``tensor_parallel.checkpoint``) saves and restores the
+    CUDA generator next to the CPU one and the tracker's; without CUDA there is no such
+    generator, and the CPU state and the (CPU) tracker states are still saved/restored.
+    """
+    return None
+
+
 @functools.lru_cache
 def _cpu_default_causal_mask(sq: int) -> torch.Tensor:
     """``get_default_causal_mask`` on the CPU.
@@ -80,6 +90,9 @@ def apply_cpu_shims() -> list[str]:
         return list(_APPLIED)
     torch.cuda.current_device = _cpu_current_device
     _APPLIED.append("torch.cuda.current_device() -> cpu")
+    mcore_random._get_cuda_rng_state = _no_cuda_rng_state
+    mcore_random._set_cuda_rng_state = _no_cuda_rng_state
+    _APPLIED.append("no CUDA generator state in recomputation checkpoints")
     fused_softmax.get_default_causal_mask = _cpu_default_causal_mask
     _APPLIED.append("fused_softmax.get_default_causal_mask on cpu")
     # Installing the tracker marks megatron's lazy initialiser as done, so

@@ -41,3 +41,11 @@ def test_lev_and_untied_have_their_own_output_head(runs, kind):
 def test_lev_replaces_the_word_embeddings_table(runs):
     assert runs[2]["lev"]["table_class"] == "LEVEmbedding"
     assert runs[2]["tied"]["table_class"] == "VocabParallelEmbedding"
+
+
+@pytest.mark.parametrize("recompute", ["selective", "full"])
+def test_activation_recomputation_changes_neither_loss_nor_gradients(runs, recompute):
+    plain, recomputed = runs[2]["lev"], runs[2][f"lev+{recompute}"]
+    assert recomputed["loss"] == plain["loss"]
+    for a, b in zip(plain["grads"], recomputed["grads"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -1,8 +1,8 @@
 """torchrun worker: megatron-core GPT with lev / tied / untied embeddings, one step each.
 
 Usage: torchrun --nproc-per-node N gpt_embeddings_worker.py OUT.pt
-Saves, per embedding kind, the loss, the summed squared gradient norm and whether the
-output head shares the input table's tensor. TP size = world size.
+Saves, per embedding kind (and for LEV with activation recomputation), the loss, the
+gradients and whether the output head shares the input table's tensor. TP = world size.
 """
 
 import os
@@ -25,9 +25,11 @@ layout = init_distributed(tensor_parallel=tp, seed=1234)
 ids = torch.randint(0, 512, (2, 16), generator=torch.Generator().manual_seed(0))
 positions = torch.arange(16).expand(2, 16)
 results = {}
-for kind in ("lev", "tied", "untied"):
+RUNS = {"lev": ("lev", "none"), "tied": ("tied", "none"), "untied": ("untied", "none"),
+        "lev+selective": ("lev", "selective"), "lev+full": ("lev", "full")}
+for name, (kind, recompute) in RUNS.items():
     torch.manual_seed(1234)  # identical backbone init for every kind
-    config = load_config(None, [*TINY, f"model.embedding={kind}",
+    config = load_config(None, [*TINY, f"model.embedding={kind}", f"train.recompute={recompute}",
                                 f"parallel.tensor_parallel={tp}"])
     model = build_model(config)
     loss = model(ids, positions, None, labels=ids).mean()
@@ -36,8 +38,9 @@ for kind in ("lev", "tied", "untied"):
     table = model.embedding.word_embeddings
     head = model.output_layer.weight
     used = model.shared_embedding_or_output_weight() if head is None else head
-    results[kind] = {
+    results[name] = {
         "loss": loss.item(),
+        "grads": [g.clone() for g in grads],
         "all_grads_finite": all(g is not None and torch.isfinite(g).all() for g in grads),
         "head_is_input_table": getattr(table, "weight", None) is used,
         "head_param_count": sum(p.numel() for n, p in model.named_parameters()
