@@ -1,4 +1,4 @@
-"""Non-finite losses: the update is skipped; too many in a row stop the run with exit 3."""
+"""Stopping: non-finite losses (skip, then exit 3) and the wall-time budget (save, exit 75)."""
 
 import math
 
@@ -30,3 +30,12 @@ def test_too_many_consecutive_nan_steps_stop_with_exit_3_naming_the_last_checkpo
     assert "3 consecutive non-finite losses up to step 5" in log
     # Skipped updates leave the weights untouched, so the step-4 checkpoint is good.
     assert "last good checkpoint: step 4" in log
+
+
+def test_time_budget_saves_and_exits_75_at_a_step_boundary(shard_dir, tmp_path):
+    run_dir = tmp_path / "budget"
+    run_training(2, run_dir, shard_dir, "train.train_steps=1000", "train.exit_duration_mins=0.0001",
+                 expect=75)
+    stopped_at = int((run_dir / "latest").read_text().strip()[4:])
+    assert 1 <= stopped_at < 1000
+    assert (run_dir / f"step{stopped_at:08d}" / "meta.json").is_file()
