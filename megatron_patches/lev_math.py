@@ -66,45 +66,119 @@ def quadratic_bspline_basis(u: Tensor, grid_size: int) -> Tensor:
 
 
 class _SignedLogProduct(torch.autograd.Function):
-    """Product over dim 1 computed as sign parity times ``exp(sum log|x|)``.
+    """Product over dim 0 computed as the product of the signs times ``exp(sum log|x|)``.
 
     Multiplying 16+ factors directly can overflow or underflow fp32 in the partial
-    products even when the result is representable. Autograd of the log form would
-    divide by the factor (NaN at an exact zero), so the backward pass builds each
-    "product of all other factors" from exclusive prefix and suffix log-sums instead:
-    no division, no ``inf - inf``.
+    products even when the result is representable; a sum of logs cannot. The reduced
+    dim is 0 so that factors ``[s, n, r]`` are ``s`` contiguous slices and every pass is
+    a streaming elementwise op. Backward: :func:`_grad_factors`.
     """
 
     @staticmethod
-    def forward(ctx, factors: Tensor) -> Tensor:  # factors: [n, s, r]
-        log_abs = factors.abs().log()
-        signs = torch.where(factors < 0, -1.0, 1.0).to(factors.dtype)
-        ctx.save_for_backward(log_abs, signs)
-        return signs.prod(dim=1) * log_abs.sum(dim=1).exp()
+    def forward(ctx, factors: Tensor) -> Tensor:  # factors: [s, ...]
+        log_abs, log_total, sign = _log_product(factors)
+        ctx.save_for_backward(factors, log_abs, log_total, sign)
+        return sign * log_total.exp()
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> Tensor:
-        log_abs, signs = ctx.saved_tensors
+        factors, log_abs, log_total, sign = ctx.saved_tensors
+        return _grad_factors(factors, log_abs, log_total, sign, grad_out)
+
+
+def _log_product(factors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``log|x|``, its sum over dim 0 and the product's sign (a product of +-1, 0 at a zero)."""
+    log_abs = factors.abs().log_()
+    return log_abs, log_abs.sum(dim=0), factors.sign().prod(dim=0)
+
+
+def _grad_factors(factors: Tensor, log_abs: Tensor, log_total: Tensor, sign: Tensor,
+                  grad_out: Tensor) -> Tensor:
+    """``grad_out * prod_{j != m} x_j`` for every ``m`` along dim 0, no partial products.
+
+    ``exp(sum_j log|x_j| - log|x_m|)`` times ``sign(x_m) * sign`` (a difference of log-sums:
+    nothing divides by a factor). Where a factor is exactly zero (or not finite) that
+    difference is ``inf - inf``; only then the exact prefix/suffix log-scan is used, which
+    never subtracts.
+    """
+    if not torch.isfinite(log_total).all():
         log_others = _exclusive_scan(log_abs, torch.cumsum, 0.0)
-        sign_others = _exclusive_scan(signs, torch.cumprod, 1.0)
-        return grad_out.unsqueeze(1) * sign_others * log_others.exp()
+        signs = torch.where(factors < 0, -1.0, 1.0).to(factors.dtype)
+        others = _exclusive_scan(signs, torch.cumprod, 1.0).mul_(log_others.exp_())
+        return others.mul_(grad_out.unsqueeze(0))
+    others = torch.sub(log_total.unsqueeze(0), log_abs).exp_()  # |prod_{j != m} x_j|
+    # sign(prod_{j != m} x_j) = sign(x_m) * sign; fold sign into grad_out ([n, r], cheap).
+    return others.copysign_(factors).mul_((grad_out * sign).unsqueeze(0))
 
 
 def _exclusive_scan(x: Tensor, scan, identity: float) -> Tensor:
-    """``out[:, m] = scan over x[:, j] for all j != m`` (dim 1), from two one-sided scans."""
-    pad = torch.full_like(x[:, :1], identity)
-    before = torch.cat([pad, scan(x[:, :-1], dim=1)], dim=1)
-    after = torch.cat([scan(x[:, 1:].flip(1), dim=1).flip(1), pad], dim=1)
+    """``out[m] = scan over x[j] for all j != m`` (dim 0), from two one-sided scans."""
+    pad = torch.full_like(x[:1], identity)
+    before = torch.cat([pad, scan(x[:-1], dim=0)], dim=0)
+    after = torch.cat([scan(x[1:].flip(0), dim=0).flip(0), pad], dim=0)
     return before + after if scan is torch.cumsum else before * after
 
 
 def signed_log_product(factors: Tensor) -> Tensor:
     """Overflow-safe product of ``factors`` over dim 1 (``[n, s, r] -> [n, r]``)."""
-    return _SignedLogProduct.apply(factors)
+    return _SignedLogProduct.apply(factors.movedim(1, 0))
+
+
+# Rows of ids per chunk on CPU: keeps each [s, rows, R] temporary near 4 MiB, so the ~10
+# elementwise passes run in cache instead of DRAM and reuse heap memory instead of fresh
+# page-faulting allocations (5-10x faster than one [s, n, R] tensor at n ~ 1000).
+_CPU_CHUNK_ELEMENTS = 2**20
+
+
+class _SeparableModes(torch.autograd.Function):
+    """``prod_m (basis[:, m] @ W[m])`` over seed dims, chunked over ids, recomputed backward.
+
+    Nothing of size ``[s, n, R]`` is kept between forward and backward: backward recomputes
+    each chunk's factors (one small batched matmul) instead, so LEV's activation memory is
+    ``O(n * R)``, not ``O(s * n * R)``.
+    """
+
+    @staticmethod
+    def forward(ctx, basis: Tensor, mode_weights: Tensor) -> Tensor:  # [n, s, G], [s, G, R]
+        basis_s = basis.transpose(0, 1).contiguous()  # [s, n, G]
+        n, num_modes = basis_s.shape[1], mode_weights.shape[2]
+        log_total = basis_s.new_empty(n, num_modes)
+        sign = basis_s.new_empty(n, num_modes)
+        for rows in _chunks(basis_s, num_modes):
+            _, log_total[rows], sign[rows] = _log_product(torch.bmm(basis_s[:, rows], mode_weights))
+        ctx.save_for_backward(basis_s, mode_weights, log_total, sign)
+        return sign * log_total.exp()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        basis_s, mode_weights, log_total, sign = ctx.saved_tensors
+        grad_basis = torch.empty_like(basis_s) if ctx.needs_input_grad[0] else None
+        grad_weights = torch.zeros_like(mode_weights) if ctx.needs_input_grad[1] else None
+        weights_t = mode_weights.transpose(1, 2)
+        for rows in _chunks(basis_s, mode_weights.shape[2]):
+            part = basis_s[:, rows]
+            factors = torch.bmm(part, mode_weights)  # recomputed: [s, rows, R]
+            log_abs = factors.abs().log_()
+            grad_factors = _grad_factors(factors, log_abs, log_total[rows], sign[rows],
+                                         grad_out[rows])
+            if grad_basis is not None:
+                torch.bmm(grad_factors, weights_t, out=grad_basis[:, rows])
+            if grad_weights is not None:
+                grad_weights.baddbmm_(part.transpose(1, 2), grad_factors)
+        return (grad_basis.transpose(0, 1) if grad_basis is not None else None), grad_weights
+
+
+def _chunks(basis_s: Tensor, num_modes: int) -> list[slice]:
+    """Row slices of the ids; a single slice off the CPU (GPUs want large kernels)."""
+    n, seed_dim = basis_s.shape[1], basis_s.shape[0]
+    step = n if basis_s.device.type != "cpu" else max(1, _CPU_CHUNK_ELEMENTS // (seed_dim * num_modes))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def separable_modes(u: Tensor, mode_weights: Tensor) -> Tensor:
     """Rank-1 separable modes ``mode_r = prod_m sum_k W[m, k, r] * phi_k(u_m)``.
+
+    The product is overflow-safe (log-magnitude sum plus sign parity, LEV.md "Numerics").
 
     Args:
         u: squashed seeds ``[n, s]``.
@@ -114,8 +188,7 @@ def separable_modes(u: Tensor, mode_weights: Tensor) -> Tensor:
         ``[n, R]``.
     """
     basis = quadratic_bspline_basis(u, mode_weights.shape[1])  # [n, s, G]
-    factors = torch.einsum("nsg,sgr->nsr", basis, mode_weights)
-    return signed_log_product(factors)
+    return _SeparableModes.apply(basis, mode_weights)
 
 
 def seed_from_codebooks(

@@ -288,7 +288,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
+        if not sep or not section or not dot or not name:
             raise ConfigError(f"override {item!r} is not 'section.field=value' (e.g. model.num_layers=4)")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
@@ -323,9 +323,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     if unknown:
         name = sorted(unknown)[0]
         close = difflib.get_close_matches(name, fields, n=1)
-        hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+        hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"unknown config key {prefix}{name!r}{hint} valid keys: {sorted(fields)}"
+            f"unknown config key {prefix + name!r}{hint}; valid keys: {sorted(fields)}"
         )
     kwargs = {}
     for name, value in raw.items():

@@ -1,0 +1,101 @@
+"""`python -m pretrain.params` prints counts equal to closed forms derived here from the
+config alone (not from megatron-core or pretrain.model)."""
+
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from pretrain.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "pretrain" / "configs"
+ROW = re.compile(r"^(lev|tied|untied)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$")
+OVERHEAD = re.compile(r"^(lev|untied) overhead over tied: ([+-]\d+\.\d+) %$")
+COLUMNS = ("total", "backbone", "input_embedding", "output_head", "lev")
+
+
+@cache
+def printed(config: str) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """Run the CLI once per config; its table rows and overhead lines, parsed."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.run([sys.executable, "-m", "pretrain.params", "--config", config],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows, overheads = {}, {}
+    for line in proc.stdout.splitlines():
+        if m := ROW.match(line.strip()):
+            rows[m[1]] = {c: int(v.replace(",", "")) for c, v in zip(COLUMNS, m.groups()[1:],
+                                                                      strict=True)}
+        elif m := OVERHEAD.match(line.strip()):
+            overheads[m[1]] = float(m[2])
+    assert set(rows) == {"lev", "tied", "untied"}, proc.stdout
+    assert set(overheads) == {"lev", "untied"}, proc.stdout
+    return rows, overheads
+
+
+def smallest_base(vocab: int, digits: int) -> int:
+    base = 2
+    while base**digits < vocab:
+        base += 1
+    return base
+
+
+def closed_form(config_path: str) -> dict[str, dict[str, int]]:
+    """Counts of the megatron-core local spec GPT (RMSNorm, SwiGLU, no biases, MHA)."""
+    config = load_config(REPO / config_path)
+    m, lev = config.model, config.lev
+    assert m.num_query_groups is None and not lev.share_codebooks  # the forms below
+    d, ffn, vocab = m.hidden_size, m.ffn_hidden_size, m.vocab_size
+    # Local spec (megatron-core 0.16.1 get_gpt_layer_local_spec): input_layernorm and
+    # pre_mlp_layernorm are separate RMSNorm modules with one weight of d each.
+    per_layer = (d * 3 * d      # self_attention.linear_qkv
+                 + d * d        # self_attention.linear_proj
+                 + d * 2 * ffn  # mlp.linear_fc1 (gate and up of SwiGLU)
+                 + ffn * d      # mlp.linear_fc2
+                 + 2 * d)       # input_layernorm, pre_mlp_layernorm
+    backbone = m.num_layers * per_layer + d  # + decoder.final_layernorm
+    base = smallest_base(vocab, lev.num_coords)
+    lev_count = (lev.num_coords * base * lev.seed_dim + lev.seed_dim * lev.grid_size
+                 * lev.num_modes + lev.num_modes * d)
+    table = vocab * d
+    return {
+        "lev": dict(total=backbone + lev_count + table, backbone=backbone,
+                    input_embedding=lev_count, output_head=table, lev=lev_count),
+        "tied": dict(total=backbone + table, backbone=backbone, input_embedding=table,
+                     output_head=0, lev=0),
+        "untied": dict(total=backbone + 2 * table, backbone=backbone, input_embedding=table,
+                       output_head=table, lev=0),
+    }
+
+
+@pytest.mark.parametrize("config", ["pretrain/configs/tiny_lev.yaml",
+                                    "pretrain/configs/lev_1b2.yaml"])
+def test_printed_counts_equal_the_closed_form(config):
+    rows, overheads = printed(config)
+    expected = closed_form(config)
+    assert rows == expected
+    tied = expected["tied"]["total"]
+    for kind in ("lev", "untied"):
+        assert overheads[kind] == pytest.approx(
+            100 * (expected[kind]["total"] - tied) / tied, abs=0.0005)
+
+
+def test_smallest_base_covers_the_vocabulary():
+    assert smallest_base(50304, 2) == 225 and smallest_base(4096, 2) == 64
+    assert smallest_base(4097, 2) == 65 and smallest_base(4096, 3) == 16
+
+
+def test_1b2_tied_baseline_has_about_1_2_billion_parameters():
+    rows, _ = printed("pretrain/configs/lev_1b2.yaml")
+    assert 1.15e9 <= rows["tied"]["total"] <= 1.25e9
+
+
+def test_1b2_lev_overhead_over_tied_is_at_most_0_3_percent():
+    _, overheads = printed("pretrain/configs/lev_1b2.yaml")
+    assert 0 < overheads["lev"] <= 0.3
