@@ -27,7 +27,9 @@ import gc
 import json
 import logging
 import math
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +195,7 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
         "zero_stage": c.train.zero_stage, "trained_world_size": meta["world_size"],
         "eval_world_size": dist.get_world_size(), "seed": c.train.seed,
         "consumed_samples": meta["consumed_samples"],
+        "tokens_per_step": meta["global_batch_size"] * c.model.seq_length,
         "tokens": int(total_tokens), "loss": overall, "ppl": _ppl(overall),
         "bucket_tokens": [int(t) for t in tokens], "bucket_loss_sum": loss_sum,
     }
@@ -203,9 +206,6 @@ def _ppl(loss: float) -> float:
 
 
 def _setup_logging() -> None:
-    import os
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
     rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
     logging.basicConfig(
