@@ -27,15 +27,15 @@ import gc
 import json
 import logging
 import math
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from pretrain.logs import setup_logging
 
 __all__ = ["evaluate_checkpoint", "load_checkpoint_config", "main", "resolve_checkpoint"]
 
@@ -205,15 +205,6 @@ def _ppl(loss: float) -> float:
     return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
 
 
-def _setup_logging() -> None:
-    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
-    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
-    logging.basicConfig(
-        level=logging.INFO if rank in (None, "0") else logging.WARNING,
-        format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Validation loss/perplexity, overall and per train-frequency bucket; "
@@ -229,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--micro-batch-size", type=int, default=None,
                         help="samples per rank per forward (default: the checkpoint's)")
     args = parser.parse_args(argv)
-    _setup_logging()
+    setup_logging()
 
     from pretrain.buckets import frequency_buckets
     from pretrain.config import ConfigError

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 
 from pretrain.checkpoint import CheckpointMismatchError
 from pretrain.config import ConfigError, load_config
 from pretrain.data import DataMismatchError, ShardsNotFoundError
 from pretrain.distributed import destroy_distributed
+from pretrain.logs import setup_logging
 from pretrain.stopping import ExitCode
 from pretrain.trainer import NonFiniteLossError, Trainer
 
@@ -25,24 +24,12 @@ log = logging.getLogger("pretrain")
 USER_ERRORS = (ConfigError, DataMismatchError, ShardsNotFoundError, CheckpointMismatchError)
 
 
-def _setup_logging() -> None:
-    # megatron-core warns once per module that apex/TE are absent; the model log line
-    # already says which layer spec is used.
-    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
-    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
-    logging.basicConfig(
-        level=logging.INFO if rank in (None, "0") else logging.WARNING,
-        format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pretrain a LEV / tied / untied GPT.")
     parser.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
     args = parser.parse_args(argv)
-    _setup_logging()
+    setup_logging()
 
     trainer = None
     try:

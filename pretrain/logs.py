@@ -1,0 +1,26 @@
+"""Process-wide logging for the entrypoints: rank-tagged lines, INFO on rank 0 only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+__all__ = ["setup_logging"]
+
+
+def setup_logging() -> None:
+    """Log to stdout as ``time [rank r] LEVEL name: message``; other ranks log warnings up.
+
+    Called before torch.distributed exists, so the rank comes from the launcher's variables.
+    """
+    # megatron-core warns once per module that apex/TE are absent; the model's log line
+    # already says which layer spec is used.
+    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
+    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
+    logging.basicConfig(
+        level=logging.INFO if rank in (None, "0") else logging.WARNING,
+        format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
