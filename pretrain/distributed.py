@@ -39,6 +39,15 @@ class RankLayout:
     launcher: str
 
 
+def _expand_tasks_per_node(spec: str) -> list[int]:
+    """Slurm's compressed tasks-per-node list, e.g. ``"2(x3),1"`` -> ``[2, 2, 2, 1]``."""
+    counts = []
+    for part in spec.split(","):
+        count, _, repeat = part.partition("(x")
+        counts += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
+    return counts
+
+
 def detect_rank_layout(env: dict[str, str] | None = None) -> RankLayout:
     """Rank layout from the launcher's environment (single process if none)."""
     env = dict(os.environ) if env is None else env
@@ -48,9 +57,10 @@ def detect_rank_layout(env: dict[str, str] | None = None) -> RankLayout:
                           int(env.get("LOCAL_WORLD_SIZE", world)), "torchrun")
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and "SLURM_STEP_ID" in env:
         # SLURM_STEP_ID distinguishes an srun step from the batch shell itself.
-        local_world = int(env.get("SLURM_NTASKS_PER_NODE", "0").split("(")[0] or 0) or int(
-            env.get("SLURM_STEP_TASKS_PER_NODE", env["SLURM_NTASKS"]).split("(")[0]
-        )
+        per_node = _expand_tasks_per_node(
+            env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+            or env["SLURM_NTASKS"])
+        local_world = per_node[min(int(env.get("SLURM_NODEID", 0)), len(per_node) - 1)]
         return RankLayout(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
                           int(env.get("SLURM_LOCALID", 0)), local_world, "srun")
     if "PMI_RANK" in env and "PMI_SIZE" in env:
@@ -101,9 +111,10 @@ def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float 
     os.environ.setdefault("MASTER_ADDR", _master_addr(layout))
     if "MASTER_PORT" not in os.environ:
         if layout.world_size > 1:
-            # Every rank must agree; a job-derived port avoids clashes between jobs on a node.
+            # Every rank must agree; a job-derived port avoids clashes between jobs on a
+            # node, and 20000-31999 stays below Linux's ephemeral range (32768+).
             job = int(os.environ.get("SLURM_JOB_ID", "0"))
-            os.environ["MASTER_PORT"] = str(20000 + job % 20000)
+            os.environ["MASTER_PORT"] = str(20000 + job % 12000)
         else:
             os.environ["MASTER_PORT"] = str(_free_port())
 

@@ -12,9 +12,6 @@ import logging
 import signal
 import time
 
-import torch
-import torch.distributed as dist
-
 __all__ = ["ExitCode", "StopController", "StopReason"]
 
 log = logging.getLogger(__name__)
@@ -45,17 +42,26 @@ class StopReason(enum.IntEnum):
 
 
 class StopController:
-    """Records SIGUSR1/SIGTERM and the time budget; agrees on stopping across ranks."""
+    """Records SIGUSR1/SIGTERM and the time budget; agrees on stopping across ranks.
+
+    Create it first thing in the process: a signal that arrives during imports, model
+    building or checkpoint loading is then recorded instead of killing the rank, and the
+    time budget counts from process start, as the scheduler's limit does.
+    """
 
     SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
-    def __init__(self, exit_duration_mins: float) -> None:
+    def __init__(self, exit_duration_mins: float = 0.0) -> None:
         self._start = time.monotonic()
         self._budget_s = exit_duration_mins * 60.0
         self._signal: int | None = None
         self._previous = {}
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def set_time_budget(self, exit_duration_mins: float) -> None:
+        """Stop after this many minutes since this controller was created (0: never)."""
+        self._budget_s = exit_duration_mins * 60.0
 
     def _on_signal(self, signum: int, _frame) -> None:
         # Only record it: the step in flight finishes, then every rank saves together.
@@ -76,6 +82,9 @@ class StopController:
 
     def agreed_reason(self) -> StopReason:
         """The strongest reason any rank has (a collective: call on every rank)."""
+        import torch  # not at module level: the handler is installed before heavy imports
+        import torch.distributed as dist
+
         flag = torch.tensor([int(self.local_reason())], dtype=torch.int64)
         if dist.is_initialized() and dist.get_world_size() > 1:
             if dist.get_backend() == "nccl":

@@ -11,17 +11,10 @@ import argparse
 import logging
 import sys
 
-from pretrain.checkpoint import CheckpointMismatchError
-from pretrain.config import ConfigError, load_config
-from pretrain.data import DataMismatchError, ShardsNotFoundError
-from pretrain.distributed import destroy_distributed
 from pretrain.logs import setup_logging
-from pretrain.stopping import ExitCode
-from pretrain.trainer import NonFiniteLossError, Trainer
+from pretrain.stopping import ExitCode, StopController
 
 log = logging.getLogger("pretrain")
-
-USER_ERRORS = (ConfigError, DataMismatchError, ShardsNotFoundError, CheckpointMismatchError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,14 +23,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
     args = parser.parse_args(argv)
     setup_logging()
+    # Before the heavy imports below (torch, megatron, DeepSpeed: tens of seconds): a
+    # preemption signal from then on is recorded and honoured, not fatal.
+    stopper = StopController()
 
+    from pretrain.checkpoint import CheckpointMismatchError
+    from pretrain.config import ConfigError, load_config
+    from pretrain.data import DataMismatchError, ShardsNotFoundError
+    from pretrain.distributed import destroy_distributed
+    from pretrain.trainer import NonFiniteLossError, Trainer
+
+    user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, CheckpointMismatchError)
     trainer = None
     try:
         config = load_config(args.config, args.overrides)
-        trainer = Trainer(config)
+        stopper.set_time_budget(config.train.exit_duration_mins)
+        trainer = Trainer(config, stopper)
         trainer.setup()
         return int(trainer.train())
-    except USER_ERRORS as exc:
+    except user_errors as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         return int(ExitCode.CONFIG_ERROR)
     except NonFiniteLossError as exc:
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if trainer is not None:
             trainer.close()
+        else:
+            stopper.restore()
         destroy_distributed()
 
 

@@ -75,14 +75,14 @@ def _fault_injection_nan(loss: torch.Tensor, step: int) -> torch.Tensor:
 class Trainer:
     """One training run of ``config`` on the processes of the current launcher."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, stopper: StopController | None = None) -> None:
         self.config = config
+        self.stopper = stopper or StopController(config.train.exit_duration_mins)
         self.step = 0
         self.consumed_samples = 0
         self.engine = None
         self.train_iter: TrainBatchIterator | None = None
         self.metrics: MetricsWriter | None = None
-        self.stopper: StopController | None = None
         self.last_saved_step: int | None = None
         self.exit_code = ExitCode.FINISHED
 
@@ -122,7 +122,6 @@ class Trainer:
             self.train_data, layout=self.batch, dp_rank=self.dp_rank,
             seed=c.data.shuffle_seed, consumed_samples=self.consumed_samples)
         self.metrics = MetricsWriter(c.checkpoint.save_dir, enabled=self.rank == 0)
-        self.stopper = StopController(c.train.exit_duration_mins)
         log.info("TP=%d DP=%d micro-batch %d x accumulation %d = global batch %d; "
                  "starting at step %d (consumed_samples %d)", c.parallel.tensor_parallel,
                  self.dp_size, c.train.micro_batch_size, self.batch.accum_steps,
@@ -254,6 +253,11 @@ class Trainer:
         tokens_per_step = c.global_batch_size * self.config.model.seq_length
         interval_start, interval_steps = time.monotonic(), 0
         bad_steps = 0
+        if self.stopper.agreed_reason() == StopReason.SIGNAL:
+            # Signalled during set-up: nothing new to save (fresh start or just resumed).
+            log.warning("%s during set-up: exiting at step %d without training",
+                        self.stopper.signal_name, self.step)
+            return ExitCode.REQUEUE
         while self.step < c.train_steps:
             record = self.train_step()
             interval_steps += 1
@@ -321,6 +325,5 @@ class Trainer:
             self.train_iter.close()
         if self.metrics is not None:
             self.metrics.close()
-        if self.stopper is not None:
-            self.stopper.restore()
+        self.stopper.restore()
 

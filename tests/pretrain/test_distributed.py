@@ -1,0 +1,39 @@
+"""Rank layout from each launcher's environment (what every rank is told it is)."""
+
+import pytest
+
+from pretrain.distributed import detect_rank_layout
+
+
+def test_torchrun_variables_are_read_as_is():
+    layout = detect_rank_layout({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
+                                 "LOCAL_WORLD_SIZE": "4"})
+    assert (layout.rank, layout.world_size, layout.local_rank, layout.local_world_size,
+            layout.launcher) == (5, 8, 1, 4, "torchrun")
+
+
+@pytest.mark.parametrize("spec,node,expected", [("4(x2)", "1", 4), ("2,1", "1", 1),
+                                                ("2(x2),1", "2", 1), ("3", "0", 3)])
+def test_srun_local_world_size_is_this_nodes_task_count(spec, node, expected):
+    env = {"SLURM_PROCID": "2", "SLURM_NTASKS": "5", "SLURM_LOCALID": "0", "SLURM_STEP_ID": "0",
+           "SLURM_STEP_TASKS_PER_NODE": spec, "SLURM_NODEID": node,
+           "SLURM_NTASKS_PER_NODE": "8"}  # job-wide: must not win over the step's own
+    layout = detect_rank_layout(env)
+    assert (layout.rank, layout.world_size, layout.local_world_size, layout.launcher) == (
+        2, 5, expected, "srun")
+
+
+def test_the_batch_shell_itself_is_not_an_srun_rank():
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_JOB_ID": "7"}  # no SLURM_STEP_ID
+    assert detect_rank_layout(env).launcher == "single"
+
+
+def test_mpich_mpiexec_variables():
+    layout = detect_rank_layout({"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1",
+                                 "MPI_LOCALNRANKS": "2"})
+    assert (layout.rank, layout.world_size, layout.local_rank, layout.launcher) == (
+        1, 2, 1, "mpiexec")
+
+
+def test_no_launcher_is_one_process():
+    assert detect_rank_layout({}).world_size == 1
