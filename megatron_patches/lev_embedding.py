@@ -135,6 +135,11 @@ class LEVEmbedding(MegatronModule):
         self.projection = param(hidden, local_modes)
         set_tensor_model_parallel_attributes(self.mode_weights, True, 2, 1)
         set_tensor_model_parallel_attributes(self.projection, True, 1, 1)
+        # Multiplicative factors start at 1 (inactive spline factors, digit scales): weight
+        # decay would pull every product towards 0, so they are exempt, like norm gains.
+        for p in (self.mode_weights, self.coord_scale):
+            if p is not None:
+                p.no_weight_decay = True
 
         if config.perform_initialization and device != torch.device("meta"):
             self._initialize(seed_dim, grid_size, hidden, tp_rank, local_modes)
@@ -142,7 +147,7 @@ class LEVEmbedding(MegatronModule):
     @staticmethod
     def _param_device(config: TransformerConfig) -> torch.device:
         default = torch.empty(0).device  # honours a surrounding `with torch.device(...)`
-        if default.type == "meta" or config.use_cpu_initialization:
+        if default.type == "meta" or config.use_cpu_initialization or not torch.cuda.is_available():
             return default
         return torch.device("cuda", torch.cuda.current_device())
 
@@ -212,7 +217,7 @@ class LEVEmbedding(MegatronModule):
         return embeddings.to(self.config.params_dtype)[inverse]
 
     def _check_range(self, input_ids: Tensor, unique_ids: Tensor) -> None:
-        low, high = int(unique_ids[0]), int(unique_ids[-1])
+        low, high = unique_ids[[0, -1]].tolist()  # one device-to-host copy
         if low >= 0 and high < self.vocab_size:
             return
         bad = low if low < 0 else high

@@ -9,8 +9,9 @@ Layout under ``checkpoint.save_dir``::
                              the tag complete and holds step, consumed_samples, fingerprints
     latest                   name of the newest complete tag (atomically replaced)
 
-A kill at any moment leaves either a complete new tag or the previous ``latest``; a tag
-without ``meta.json`` is never loaded and is removed by the next successful save.
+``meta.json`` is the only commit marker: a kill at any moment leaves either a complete new
+tag or only the previous complete ones; a tag without ``meta.json`` is never loaded and is
+removed by the next successful save (``latest`` is a convenience pointer, never trusted).
 """
 
 from __future__ import annotations
@@ -75,6 +76,22 @@ def _atomic_write(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    # The rename itself must reach the disk for the commit to survive a node crash.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_tag(tag_dir: Path) -> None:
+    """Delete a tag so that no crash can leave it looking complete: un-commit, then remove."""
+    (tag_dir / META).unlink(missing_ok=True)
+    trash = tag_dir.with_name(f".trash-{tag_dir.name}")
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tag_dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 class CheckpointManager:
@@ -103,26 +120,20 @@ class CheckpointManager:
     def find_resume(self, resume: str) -> Path | None:
         """The tag directory to resume from, or ``None`` to start fresh.
 
-        ``auto``: the tag named by ``latest`` if complete, else the newest complete tag
-        (``latest`` may be missing after a kill between tag and pointer), else none.
-        ``none``: start fresh. Anything else: a tag directory, which must be complete.
+        ``auto``: the newest complete tag. ``meta.json`` is the only commit marker;
+        ``latest`` is a hint for people and tools (a kill between the two leaves it one
+        checkpoint behind). ``none``: start fresh. Anything else: a tag directory, which
+        must be complete.
         """
         if resume == "none":
             return None
         if resume != "auto":
             path = Path(resume)
             if not (path / META).is_file():
-                raise FileNotFoundError(
+                raise CheckpointMismatchError(
                     f"checkpoint.resume={resume}: no complete checkpoint there ({META} missing); "
-                    f"use a step* directory from a finished save, or checkpoint.resume=auto")
+                    f"use a step* directory from a finished save, 'auto' or 'none'")
             return path
-        latest = self.save_dir / LATEST
-        if latest.is_file():
-            named = self.save_dir / latest.read_text().strip()
-            if (named / META).is_file():
-                return named
-            log.warning("%s names %s, which is incomplete; using the newest complete tag",
-                        latest, named.name)
         tags = self.complete_tags()
         return self.save_dir / tags[-1] if tags else None
 
@@ -131,7 +142,7 @@ class CheckpointManager:
         tag = self.tag_for(step)
         tag_dir = self.save_dir / tag
         if self.rank == 0 and tag_dir.exists():
-            shutil.rmtree(tag_dir)  # an incomplete leftover of a killed save of this step
+            _remove_tag(tag_dir)  # a leftover of a killed save, or of an abandoned timeline
         _barrier()
         engine.save_checkpoint(str(self.save_dir), tag=tag, client_state={"step": step},
                                save_latest=False)
@@ -146,17 +157,31 @@ class CheckpointManager:
         return tag_dir
 
     def _prune(self, keep: str) -> None:
-        complete = self.complete_tags()
+        """Keep the newest ``keep_last`` complete tags up to ``keep``; drop the rest.
+
+        Tags after ``keep`` belong to a timeline this run abandoned by resuming from an
+        older checkpoint; left in place, ``auto`` would jump back to them.
+        """
+        for p in self.save_dir.iterdir():
+            if _TAG.match(p.name) and p.name != keep and (
+                    p.name > keep or not (p / META).is_file()):
+                if p.name > keep:
+                    log.warning("removing %s: newer than the checkpoint this run continued "
+                                "from (an abandoned timeline)", p)
+                _remove_tag(p)
+        complete = [t for t in self.complete_tags() if t <= keep]
         for old in complete[:-self.keep_last]:
-            shutil.rmtree(self.save_dir / old, ignore_errors=True)
-        for p in self.save_dir.iterdir():  # leftovers of killed saves
-            if _TAG.match(p.name) and p.name < keep and not (p / META).is_file():
-                shutil.rmtree(p, ignore_errors=True)
+            _remove_tag(self.save_dir / old)
 
     def load(self, engine, tag_dir: Path, *, world_size_changed: bool) -> dict[str, Any]:
         """Load ``tag_dir`` into ``engine`` and restore this rank's RNG; returns meta."""
         meta = self.read_meta(tag_dir)
-        engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
+        load_path, client_state = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
+        # DeepSpeed only warns (and returns None) when files are missing.
+        if load_path is None or (client_state or {}).get("step") != meta["step"]:
+            raise CheckpointMismatchError(
+                f"{tag_dir}: DeepSpeed could not load this checkpoint (files missing or from "
+                f"another run); move it aside to resume from the previous one")
         rng_file = tag_dir / f"rng_rank{self.rank:05d}.pt"
         if not world_size_changed and rng_file.is_file():
             restore_rng(torch.load(rng_file, weights_only=False))

@@ -162,6 +162,17 @@ class OptimizerConfig:
     """Global gradient-norm clip (0 disables)."""
 
     def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optimizer.warmup_steps={self.warmup_steps} must be >= 0")
+        if self.decay_steps is not None and self.decay_steps <= self.warmup_steps:
+            raise ConfigError(
+                f"optimizer.decay_steps={self.decay_steps} must exceed optimizer.warmup_steps="
+                f"{self.warmup_steps} (or be null: decay until train.train_steps)")
+        if self.clip_grad < 0 or self.eps <= 0 or self.weight_decay < 0:
+            raise ConfigError("need optimizer.clip_grad >= 0 (0 disables), optimizer.eps > 0 "
+                              "and optimizer.weight_decay >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"optimizer.beta1={self.beta1} and beta2={self.beta2} must be in [0, 1)")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ConfigError(
                 f"need 0 <= optimizer.min_lr <= optimizer.lr and lr > 0, got lr={self.lr}, "
@@ -210,6 +221,12 @@ class TrainConfig:
                 f"train.global_batch_size={self.global_batch_size} is not a multiple of "
                 f"train.micro_batch_size={self.micro_batch_size}"
             )
+        for name in ("train_steps", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")
+        for name in ("eval_interval", "eval_samples", "max_skipped_steps", "exit_duration_mins"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 0 (0: off)")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision={self.precision!r}; use 'fp32' or 'bf16'")
         if self.zero_stage not in (0, 1, 2, 3):
@@ -234,6 +251,15 @@ class CheckpointConfig:
     """``auto`` (newest valid checkpoint in save_dir, else start fresh), ``none``, or a path."""
     force_resume: bool = False
     """Resume even if the model shape or data fingerprint changed."""
+
+    def __post_init__(self) -> None:
+        if self.save_interval < 0:
+            raise ConfigError(f"checkpoint.save_interval={self.save_interval} must be >= 0 "
+                              "(0: save only at the end and on signals)")
+        if self.keep_last < 1:
+            raise ConfigError(f"checkpoint.keep_last={self.keep_last} must be >= 1")
+        if not self.save_dir:
+            raise ConfigError("checkpoint.save_dir is empty; give a directory on shared storage")
 
 
 @dataclass(kw_only=True, slots=True)

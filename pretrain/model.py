@@ -7,11 +7,13 @@ by the same code with the same RNG stream, so their backbone weights start ident
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from megatron.core import parallel_state as ps
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer.enums import AttnBackend
@@ -22,7 +24,14 @@ from megatron_patches.lev_embedding import LEVEmbedding, lev_parameter_count
 from megatron_patches.lev_injection import install_lev_embedding
 from pretrain.config import Config, ConfigError
 
-__all__ = ["ParamCounts", "build_model", "count_parameters", "layer_spec", "transformer_config"]
+__all__ = [
+    "ParamCounts",
+    "build_model",
+    "count_parameters",
+    "layer_spec",
+    "sum_sequence_parallel_grads",
+    "transformer_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +136,31 @@ def build_model(config: Config, *, meta: bool = False) -> GPTModel:
                 grid_size=lev.grid_size, num_modes=lev.num_modes,
                 share_codebooks=lev.share_codebooks, init_seed=config.train.seed,
             )
+    if config.parallel.sequence_parallel:
+        sum_sequence_parallel_grads(model, ps.get_tensor_model_parallel_group())
     return model
+
+
+def sum_sequence_parallel_grads(model: torch.nn.Module, tp_group) -> int:
+    """Sum over the TP group the gradients of parameters marked ``sequence_parallel``.
+
+    Under sequence parallelism each TP rank sees only its slice of the sequence, so the
+    replicated norm weights get partial gradients. Megatron sums them in
+    ``finalize_model_grads``; DeepSpeed knows nothing of it, so a gradient hook does it
+    before DeepSpeed accumulates and reduces over data parallelism. Returns the count.
+    """
+    hooked = 0
+    for p in model.parameters():
+        if p.requires_grad and getattr(p, "sequence_parallel", False):
+            p.register_hook(functools.partial(_all_reduced, group=tp_group))
+            hooked += 1
+    return hooked
+
+
+def _all_reduced(grad: torch.Tensor, group) -> torch.Tensor:
+    grad = grad.clone()  # the hook must not modify autograd's buffer in place
+    torch.distributed.all_reduce(grad, group=group)
+    return grad
 
 
 @dataclass(frozen=True, slots=True)

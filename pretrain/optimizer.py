@@ -33,11 +33,13 @@ class AdamW(torch.optim.AdamW):
 
 
 def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig) -> AdamW:
-    """AdamW decaying matrices, never norms, biases or other 1-D parameters."""
+    """AdamW decaying matrices; never norms, biases, other 1-D parameters, or parameters
+    marked ``no_weight_decay`` (LEV's multiplicative factors)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            exempt = p.dim() < 2 or getattr(p, "no_weight_decay", False)
+            (no_decay if exempt else decay).append(p)
     groups = [{"params": decay, "weight_decay": opt.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)

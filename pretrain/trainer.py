@@ -20,7 +20,7 @@ from megatron.core import parallel_state as ps
 
 from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume
 from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
-from pretrain.config import Config, config_to_dict
+from pretrain.config import Config, ConfigError, config_to_dict
 from pretrain.data import BatchLayout, TrainBatchIterator, open_split, val_batches
 from pretrain.distributed import init_distributed
 from pretrain.metrics import MetricsWriter, model_flops_per_token
@@ -92,6 +92,9 @@ class Trainer:
         import deepspeed  # imported here: it logs on import and is slow to load
 
         c = self.config
+        if c.train.precision == "bf16" and not torch.cuda.is_available():
+            raise ConfigError("train.precision=bf16 needs CUDA (bf16 matmuls are emulated and "
+                              "slow on CPU); set train.precision=fp32 on this host")
         self.layout = init_distributed(c.parallel.tensor_parallel, c.train.seed)
         self.rank = dist.get_rank()
         self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
@@ -169,6 +172,11 @@ class Trainer:
                 f"checkpoint {tag_dir} was saved at DP={saved_dp} with ZeRO-3; this run has "
                 f"DP={self.dp_size}. Resume ZeRO-3 at DP={saved_dp} (world size "
                 f"{saved_dp * self.config.parallel.tensor_parallel}); ZeRO 0-2 resume at any DP")
+        if stage == 0 and self.config.train.precision == "bf16":
+            raise CheckpointMismatchError(
+                f"checkpoint {tag_dir} was saved at DP={saved_dp} with ZeRO-0 + bf16, whose "
+                f"optimizer state DeepSpeed keeps per DP rank; resume at DP={saved_dp}, or use "
+                f"ZeRO-1/2 for runs that change size")
         if stage in (1, 2):
             enable_elastic_zero_resume(self.engine)
         log.info("elastic resume: DP %d -> %d, same global batch %d (accumulation %d)",
@@ -213,6 +221,7 @@ class Trainer:
 
     def _global_sample_ids(self, local: torch.Tensor) -> list[int]:
         """This step's sample ids over all DP ranks, sorted (the order inside is layout)."""
+        local = local.to(self.engine.device)  # NCCL groups take device tensors only
         parts = [torch.empty_like(local) for _ in range(self.dp_size)]
         dist.all_gather(parts, local, group=ps.get_data_parallel_group())
         return sorted(torch.cat(parts).tolist())
@@ -221,13 +230,12 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Token-weighted loss over the validation split (every token once)."""
         self.engine.eval()
-        total = torch.zeros(2, dtype=torch.float64)
+        total = torch.zeros(2, dtype=torch.float64, device=self.engine.device)
         limit = self.config.train.eval_samples or None
         for batch in val_batches(self.val_data, micro_batch_size=self.config.train.micro_batch_size,
                                  dp_rank=self.dp_rank, dp_size=self.dp_size, max_samples=limit):
             loss, tokens = self._loss(batch)
-            total += torch.stack([loss.double().cpu() * tokens.double().cpu(),
-                                  tokens.double().cpu()])
+            total += torch.stack([loss.double() * tokens.double(), tokens.double()])
         dist.all_reduce(total, group=ps.get_data_parallel_group())
         self.engine.train()
         val_loss = (total[0] / total[1]).item()
@@ -279,17 +287,20 @@ class Trainer:
                 elapsed = time.monotonic() - interval_start
                 self._log_interval(record, interval_steps * tokens_per_step / elapsed)
                 interval_start, interval_steps = time.monotonic(), 0
-            if c.eval_interval and self.step % c.eval_interval == 0:
-                self._log_eval()
+            # Stop before a (possibly long) evaluation: the signal's lead time is for saving.
             reason = self.stopper.agreed_reason()
             if reason != StopReason.NONE and self.step < c.train_steps:
                 log.warning("stopping at step %d (%s); saving", self.step,
                             self.stopper.signal_name or reason.name.lower())
                 self.save()
                 return ExitCode.REQUEUE
+            if c.eval_interval and self.step % c.eval_interval == 0:
+                self._log_eval()
+                interval_start = time.monotonic()  # keep eval time out of tokens/s
             interval = self.config.checkpoint.save_interval
             if interval and self.step % interval == 0 and self.step < c.train_steps:
                 self.save()
+                interval_start = time.monotonic()
         if self.last_saved_step != self.step:
             self.save()
         return ExitCode.FINISHED

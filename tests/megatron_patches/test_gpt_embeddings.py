@@ -49,3 +49,12 @@ def test_activation_recomputation_changes_neither_loss_nor_gradients(runs, recom
     assert recomputed["loss"] == plain["loss"]
     for a, b in zip(plain["grads"], recomputed["grads"], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_sequence_parallel_norm_gradients_are_summed_over_tensor_parallel_ranks(tmp_path):
+    out = tmp_path / "sp.pt"
+    run_torchrun(WORKERS / "sp_grad_worker.py", 2, str(out))
+    result = torch.load(out)
+    assert result["hooked"] == 1
+    torch.testing.assert_close(result["norm"], torch.full((4,), 3.0))  # 1 + 2
+    torch.testing.assert_close(result["other"], torch.full((4,), 1.0))  # rank 0's own

@@ -182,3 +182,18 @@ def test_1b2_configs_share_the_backbone_and_differ_only_in_the_embedding():
         if f.name != "embedding":
             values = {kind: getattr(m, f.name) for kind, m in models.items()}
             assert len(set(values.values())) == 1, f"model.{f.name} differs: {values}"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.log_interval=0", r"train\.log_interval=0 must be >= 1"),
+    ("train.train_steps=0", r"train\.train_steps=0 must be >= 1"),
+    ("train.eval_interval=-1", r"train\.eval_interval=-1 must be >= 0"),
+    ("checkpoint.keep_last=0", r"checkpoint\.keep_last=0 must be >= 1"),
+    ("checkpoint.save_interval=-5", r"checkpoint\.save_interval=-5 must be >= 0"),
+    ("optimizer.decay_steps=10", r"optimizer\.decay_steps=10 must exceed optimizer\.warmup_steps=2000"),
+    ("optimizer.eps=0", r"optimizer\.eps > 0"),
+    ("optimizer.beta2=1.0", r"beta2=1\.0 must be in \[0, 1\)"),
+])
+def test_out_of_range_values_name_the_field_and_the_bound(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
