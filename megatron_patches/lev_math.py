@@ -3,7 +3,7 @@
 LEV (Leviathan, arXiv 2601.22040) computes a token's input embedding from its index:
 digits of the id pick codebook rows whose sum is a seed, the squashed seed feeds
 ``R`` rank-1 separable functions built from quadratic B-splines, and a projection
-mixes those modes into the model width. See ``../shared/docs/LEV.md``.
+mixes those modes into the model width. See ``docs/LEV.md``.
 
 Everything here is a function of ids and weights so that it can be tested (gradcheck,
 per-position vs per-distinct-id) apart from the tensor-parallel plumbing in

@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from pretrain.config import Config, load_config
+from pretrain.config import Config, ConfigError, load_config
 from pretrain.distributed import destroy_distributed, init_distributed
 from pretrain.model import ParamCounts, build_model, count_parameters
 
@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
     args = parser.parse_args(argv)
-    print(format_table(count_all(load_config(args.config, args.overrides))))
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(count_all(config)))
     return 0
 
 
