@@ -5,7 +5,7 @@
     torchrun --nproc-per-node 8 benchmarks/train_throughput.py --config ...   # TP/DP
 
 Builds exactly what pretrain.train builds (megatron-core GPT, DeepSpeed engine, AdamW,
-the config's precision/ZeRO/recompute) and times full optimizer steps on Zipf-distributed
+the config's precision/ZeRO/recompute, via pretrain.trainer.build_engine) and times full optimizer steps on Zipf-distributed
 token ids (realistic distinct-id counts for LEV) after warm-up. No shards needed.
 MFU uses --peak-tflops, else train.peak_tflops, else a table of known GPUs (bf16 dense).
 """
@@ -25,9 +25,7 @@ from pretrain.config import load_config
 from pretrain.distributed import destroy_distributed, init_distributed
 from pretrain.metrics import model_flops_per_token
 from pretrain.model import build_model, count_parameters
-from pretrain.mpu import MegatronMPU
-from pretrain.optimizer import build_optimizer
-from pretrain.trainer import deepspeed_config
+from pretrain.trainer import build_engine
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "H800": 989.0, "GH200": 989.0}
 
@@ -59,17 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         args.overrides.append("train.precision=fp32")  # bf16 matmuls are emulated on CPU
     config = load_config(args.config, args.overrides)
-    import deepspeed
-
     init_distributed(config.parallel.tensor_parallel, config.train.seed)
     dp = ps.get_data_parallel_world_size()
-    model = build_model(config)
-    counts = count_parameters(model, config.parallel.tensor_parallel)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    engine, *_ = deepspeed.initialize(
-        model=model, optimizer=build_optimizer(model, config.optimizer),
-        config=deepspeed_config(config, dp), mpu=MegatronMPU(), dist_init_required=False)
+    # Counted on the meta device: after ZeRO-3 partitioning the module's tensors are empty.
+    counts = count_parameters(build_model(config, meta=True), config.parallel.tensor_parallel)
+    engine, _ = build_engine(config, dp)
     t, m = config.train, config.model
     accum = t.global_batch_size // (t.micro_batch_size * dp)
     rng = np.random.default_rng(ps.get_data_parallel_rank())

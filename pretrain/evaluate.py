@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from pretrain.logs import setup_logging
+from pretrain.metrics import perplexity
 
 __all__ = ["evaluate_checkpoint", "load_checkpoint_config", "main", "resolve_checkpoint"]
 
@@ -72,9 +72,10 @@ def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size
 
     The batch becomes one micro-batch per rank (no accumulation), so any DP size fits.
     """
+    from pretrain.checkpoint import META
     from pretrain.config import load_config
 
-    meta = json.loads((tag_dir / "meta.json").read_text())
+    meta = json.loads((tag_dir / META).read_text())
     if "config" not in meta:
         raise EvaluationError(f"{tag_dir}/meta.json has no 'config'; it predates config "
                               "recording and cannot be rebuilt")
@@ -110,23 +111,13 @@ def _ensure_tensor_parallel(tp: int, seed: int) -> None:
 
 def _build_engine(config, meta: dict[str, Any], tag_dir: Path):
     """A DeepSpeed engine like the trainer's, with the checkpoint's weights loaded."""
-    import deepspeed
     from megatron.core import parallel_state as ps
 
-    from pretrain.model import build_model
-    from pretrain.mpu import MegatronMPU
-    from pretrain.optimizer import build_optimizer
-    from pretrain.trainer import deepspeed_config
+    from pretrain.trainer import build_engine
 
     dp = ps.get_data_parallel_world_size()
     config.train.global_batch_size = config.train.micro_batch_size * dp
-    model = build_model(config)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    optimizer = build_optimizer(model, config.optimizer)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                      config=deepspeed_config(config, dp), mpu=MegatronMPU(),
-                                      dist_init_required=False)
+    engine, _ = build_engine(config, dp)
     stage = config.train.zero_stage
     if stage == 3 and meta["dp_size"] != dp:
         raise EvaluationError(
@@ -178,7 +169,9 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
         buckets = bucket_of[batch["labels"][mask]]
         sums[0] += torch.bincount(buckets, weights=loss, minlength=nb)
         sums[1] += torch.bincount(buckets, minlength=nb).double()
+    sums = sums.to(device)  # NCCL groups take device tensors only
     dist.all_reduce(sums, group=ps.get_data_parallel_group())
+    sums = sums.cpu()
     val.close()
     if hasattr(engine, "destroy"):
         engine.destroy()
@@ -196,13 +189,9 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
         "eval_world_size": dist.get_world_size(), "seed": c.train.seed,
         "consumed_samples": meta["consumed_samples"],
         "tokens_per_step": meta["global_batch_size"] * c.model.seq_length,
-        "tokens": int(total_tokens), "loss": overall, "ppl": _ppl(overall),
+        "tokens": int(total_tokens), "loss": overall, "ppl": perplexity(overall),
         "bucket_tokens": [int(t) for t in tokens], "bucket_loss_sum": loss_sum,
     }
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,14 @@ from typing import Any
 
 from pretrain.config import Config
 
-__all__ = ["MetricsWriter", "model_flops_per_token"]
+__all__ = ["MetricsWriter", "model_flops_per_token", "perplexity"]
 
 log = logging.getLogger(__name__)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, capped below float overflow; NaN for a non-finite loss."""
+    return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
 
 
 def model_flops_per_token(config: Config) -> float:

@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pretrain.buckets import BucketSpec
+from pretrain.metrics import perplexity
 
 __all__ = ["bucket_rows", "read_metrics", "tokens_to_target", "write_report"]
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
 
 
 def bucket_rows(run: dict[str, Any], spec: BucketSpec) -> list[dict[str, Any]]:
@@ -33,7 +30,7 @@ def bucket_rows(run: dict[str, Any], spec: BucketSpec) -> list[dict[str, Any]]:
     for desc, tokens, loss_sum in zip(spec.describe(), run["bucket_tokens"],
                                       run["bucket_loss_sum"], strict=True):
         loss = loss_sum / tokens if tokens else float("nan")
-        rows.append({**desc, "tokens": tokens, "loss": loss, "ppl": _ppl(loss)})
+        rows.append({**desc, "tokens": tokens, "loss": loss, "ppl": perplexity(loss)})
     return rows
 
 

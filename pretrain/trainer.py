@@ -23,14 +23,14 @@ from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, chec
 from pretrain.config import Config, ConfigError, config_to_dict
 from pretrain.data import BatchLayout, TrainBatchIterator, open_split, val_batches
 from pretrain.distributed import init_distributed
-from pretrain.metrics import MetricsWriter, model_flops_per_token
+from pretrain.metrics import MetricsWriter, model_flops_per_token, perplexity
 from pretrain.model import build_model
 from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
 from pretrain.schedule import lr_at
 from pretrain.stopping import ExitCode, StopController, StopReason
 
-__all__ = ["NonFiniteLossError", "Trainer"]
+__all__ = ["NonFiniteLossError", "Trainer", "build_engine", "deepspeed_config"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,27 @@ def _fault_injection_nan(loss: torch.Tensor, step: int) -> torch.Tensor:
     return loss
 
 
+def build_engine(config: Config, dp_size: int):
+    """The megatron-core GPT of ``config`` in the DeepSpeed engine every entrypoint uses.
+
+    AdamW (matrices decayed), the warm-up + cosine schedule, and ``deepspeed_config`` at
+    ``dp_size``. Returns ``(engine, lr_scheduler)``.
+    """
+    import deepspeed  # imported here: it logs on import and is slow to load
+
+    model = build_model(config)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    opt = config.optimizer
+    optimizer = build_optimizer(model, opt)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, opt, config.train.train_steps) / opt.lr)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler,
+        config=deepspeed_config(config, dp_size), mpu=MegatronMPU(), dist_init_required=False)
+    return engine, scheduler
+
+
 class Trainer:
     """One training run of ``config`` on the processes of the current launcher."""
 
@@ -89,8 +110,6 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
         """Distributed groups, data, model, DeepSpeed engine, resume."""
-        import deepspeed  # imported here: it logs on import and is slow to load
-
         c = self.config
         if c.train.precision == "bf16" and not torch.cuda.is_available():
             raise ConfigError("train.precision=bf16 needs CUDA (bf16 matmuls are emulated and "
@@ -106,17 +125,7 @@ class Trainer:
                                    vocab_size=c.model.vocab_size)
         self.data_fingerprint = self.train_data.manifest["fingerprint"]
 
-        model = build_model(c)
-        if torch.cuda.is_available():
-            model = model.cuda()
-        opt = c.optimizer
-        optimizer = build_optimizer(model, opt)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_at(step, opt, c.train.train_steps) / opt.lr)
-        self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler,
-            config=deepspeed_config(c, self.dp_size), mpu=MegatronMPU(),
-            dist_init_required=False)
+        self.engine, self.scheduler = build_engine(c, self.dp_size)
         self.flops_per_token = model_flops_per_token(c)
 
         self.checkpoints = CheckpointManager(c.checkpoint.save_dir, c.checkpoint.keep_last)
@@ -239,7 +248,7 @@ class Trainer:
         dist.all_reduce(total, group=ps.get_data_parallel_group())
         self.engine.train()
         val_loss = (total[0] / total[1]).item()
-        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700)),
+        return {"val_loss": val_loss, "val_ppl": perplexity(val_loss),
                 "val_tokens": int(total[1].item())}
 
     def save(self) -> None:

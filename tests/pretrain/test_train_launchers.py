@@ -7,24 +7,20 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cpu_env, free_port
-from tests.pretrain.train_helpers import TINY_MODEL, train_records
+from tests.pretrain.train_helpers import train_argv, train_records
 
 pytestmark = pytest.mark.multiproc
-
-
-def _argv(shard_dir, save_dir):
-    return ["-m", "pretrain.train", "--config", "pretrain/configs/tiny_lev.yaml", *TINY_MODEL,
-            f"data.path={shard_dir}", f"checkpoint.save_dir={save_dir}", "train.train_steps=3"]
 
 
 def test_torchrun_and_mpiexec_runs_agree_step_for_step(shard_dir, tmp_path):
     mpiexec = shutil.which("mpiexec")
     assert mpiexec, "mpiexec (the mpich wheel in requirements.txt) is not on PATH"
     torchrun_dir, mpi_dir = tmp_path / "torchrun", tmp_path / "mpiexec"
+    steps = ["train.train_steps=3"]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc-per-node", "2", *_argv(shard_dir, torchrun_dir)], cwd=REPO,
+                    "--nproc-per-node", "2", *train_argv(torchrun_dir, shard_dir, *steps)], cwd=REPO,
                    env=cpu_env(), check=True, capture_output=True, timeout=300)
-    done = subprocess.run([mpiexec, "-n", "2", sys.executable, *_argv(shard_dir, mpi_dir)],
+    done = subprocess.run([mpiexec, "-n", "2", sys.executable, *train_argv(mpi_dir, shard_dir, *steps)],
                           cwd=REPO, env=cpu_env(MASTER_PORT=str(free_port())),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

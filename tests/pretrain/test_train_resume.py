@@ -10,6 +10,7 @@ from tests.conftest import rank_logs, spawn_ranks, wait_ranks
 from tests.pretrain.train_helpers import (
     copy_checkpoint,
     run_training,
+    train_argv,
     train_records,
 )
 
@@ -90,11 +91,7 @@ def test_sigusr1_on_one_rank_saves_on_all_exits_75_and_resume_is_exact(straight,
                                                                        tmp_path):
     run_dir = tmp_path / "signalled"
     log_dir = tmp_path / "signalled-logs"
-    from tests.pretrain.train_helpers import TINY_MODEL
-
-    argv = ["-m", "pretrain.train", "--config", "pretrain/configs/tiny_lev.yaml", *TINY_MODEL,
-            f"data.path={shard_dir}", f"checkpoint.save_dir={run_dir}", "train.zero_stage=1",
-            f"train.train_steps={STEPS}"]
+    argv = train_argv(run_dir, shard_dir, "train.zero_stage=1", f"train.train_steps={STEPS}")
     procs = spawn_ranks(2, argv, log_dir=log_dir)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

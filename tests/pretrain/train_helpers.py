@@ -21,12 +21,17 @@ TINY_MODEL = [
 ]
 
 
+def train_argv(save_dir: Path, data: Path, *overrides: str) -> list[str]:
+    """``python`` arguments of a tiny pretrain.train run on ``data`` saving to ``save_dir``."""
+    return ["-m", "pretrain.train", "--config", "pretrain/configs/tiny_lev.yaml", *TINY_MODEL,
+            f"data.path={data}", f"checkpoint.save_dir={save_dir}", *overrides]
+
+
 def run_training(nproc: int, save_dir: Path, data: Path, *overrides: str,
                  env: dict[str, str] | None = None, expect: int | None = 0,
                  timeout: float = 300) -> list[int]:
     """Run pretrain.train on ``nproc`` ranks; assert every rank exits ``expect``."""
-    argv = ["-m", "pretrain.train", "--config", "pretrain/configs/tiny_lev.yaml",
-            *TINY_MODEL, f"data.path={data}", f"checkpoint.save_dir={save_dir}", *overrides]
+    argv = train_argv(save_dir, data, *overrides)
     log_dir = save_dir.parent / f"{save_dir.name}-logs"
     codes = wait_ranks(spawn_ranks(nproc, argv, env=env, log_dir=log_dir), log_dir, timeout)
     if expect is not None:
