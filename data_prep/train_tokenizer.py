@@ -3,7 +3,12 @@
 Uses the same readers as shard.py, so it accepts the same inputs and counts the same skips.
 
 Usage:
-    python data_prep/train_tokenizer.py --input corpus/ --output tokenizer.json --vocab-size 32000
+    python data_prep/train_tokenizer.py --input corpus/ --output tokenizer.json --vocab-size 32000 \
+        --val-fraction 0.01
+
+``--val-fraction`` must be the value later given to ``shard.py``: the documents that
+shard.py will put in the validation split (chosen by a hash of the text,
+``data_prep.packing.is_val``) are left out here, so the tokenizer never sees held-out text.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from data_prep.inputs import InputError, discover_files, plan_units
 from data_prep.manifest import SkipCounter
+from data_prep.packing import is_val
 from data_prep.readers import iter_piece
 from data_prep.tokenizer_spec import DEFAULT_EOD_TOKEN
 
@@ -27,7 +33,8 @@ __all__ = ["train_tokenizer", "main"]
 
 
 def _batches(
-    inputs: list[str], text_key: str, skips: SkipCounter, max_docs: int | None
+    inputs: list[str], text_key: str, skips: SkipCounter, max_docs: int | None,
+    val_fraction: float, held_out: list[int],
 ) -> Iterator[list[str]]:
     files = discover_files(inputs)
     seen = 0
@@ -37,6 +44,9 @@ def _batches(
             for text, reason, where in iter_piece(piece, text_key):
                 if reason is not None:
                     skips.add(reason, where)
+                    continue
+                if is_val(text, val_fraction):
+                    held_out[0] += 1
                     continue
                 batch.append(text)
                 seen += 1
@@ -60,16 +70,21 @@ def train_tokenizer(
     eod_token: str = DEFAULT_EOD_TOKEN,
     min_frequency: int = 2,
     max_docs: int | None = None,
-) -> SkipCounter:
+    val_fraction: float = 0.0,
+) -> tuple[SkipCounter, int]:
     """Train byte-level BPE on the documents of ``inputs`` and save it to ``output``.
 
-    The EOD token is the first special token, so it gets id 0. Returns the skip counts.
+    The EOD token is the first special token, so it gets id 0. Documents that
+    ``shard.py --val-fraction val_fraction`` sends to the validation split are left out.
+    Returns the skip counts and the number of validation documents left out.
 
     Raises:
         ValueError: ``vocab_size`` too small to hold the 256 byte symbols plus EOD.
     """
     if vocab_size < 257:
         raise ValueError(f"--vocab-size must be >= 257 (256 bytes + EOD), got {vocab_size}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -81,12 +96,14 @@ def train_tokenizer(
         show_progress=False,
     )
     skips = SkipCounter()
-    tok.train_from_iterator(_batches(inputs, text_key, skips, max_docs), trainer=trainer)
+    held_out = [0]
+    tok.train_from_iterator(_batches(inputs, text_key, skips, max_docs, val_fraction, held_out),
+                            trainer=trainer)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     tmp = f"{output}.tmp.{os.getpid()}"
     tok.save(tmp)
     os.replace(tmp, output)
-    return skips
+    return skips, held_out[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eod-token", default=DEFAULT_EOD_TOKEN)
     p.add_argument("--min-frequency", type=int, default=2)
     p.add_argument("--max-docs", type=int, default=None, help="train on the first N documents only")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="the --val-fraction you will give shard.py: its validation documents "
+                        "are left out of tokenizer training (default: 0, use every document)")
     args = p.parse_args(argv)
     try:
-        skips = train_tokenizer(
+        skips, held_out = train_tokenizer(
             args.inputs,
             args.output,
             args.vocab_size,
@@ -109,13 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             eod_token=args.eod_token,
             min_frequency=args.min_frequency,
             max_docs=args.max_docs,
+            val_fraction=args.val_fraction,
         )
     except (InputError, ValueError) as exc:
         print(f"train_tokenizer.py: error: {exc}", file=sys.stderr)
         return 2
     size = Tokenizer.from_file(args.output).get_vocab_size()
     print(
-        f"wrote {args.output}: vocab_size={size}, eod={args.eod_token!r}; skipped {skips.total} records "
+        f"wrote {args.output}: vocab_size={size}, eod={args.eod_token!r}; left out {held_out} "
+        f"validation documents; skipped {skips.total} records "
         f"{ {k: v['count'] for k, v in skips.to_dict().items()} }"
     )
     return 0

@@ -27,6 +27,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from megatron_patches.lev_math import (
+    bspline_centres,
     digit_base,
     seed_from_codebooks,
     separable_modes,
@@ -37,15 +38,12 @@ __all__ = ["LEVEmbedding", "TokenIdOutOfRangeError", "lev_parameter_count"]
 
 # Init (LEV.md "Initialisation"): a mode that is a product of s random factors has a
 # log-normal spread of e^±9 at s=16, and a mode whose factors all start near 1 is the
-# same for every token. So each mode starts as the product of two random zero-mean
-# univariate splines; its other factors start as the constant 1 (the B-spline basis is
-# a partition of unity) and learn from there.
-_INIT_ACTIVE_FACTORS = 2
+# same for every token. So each mode starts as the product of `init_active_factors`
+# random zero-mean univariate splines; its other factors start as the constant 1 (with
+# the extended knots the basis is a partition of unity on [0, 1]) and learn from there.
 # E_u[sum_k phi_k(u)^2] for the uniform quadratic B-spline basis (integral = 0.55):
 # scales the active spline weights so each active factor has unit second moment.
 _BASIS_SQUARED_MASS = 0.55
-# Std of the seed z before the sigmoid: spreads u over (0.1, 0.9) without saturating.
-_SEED_STD = 1.5
 
 
 class TokenIdOutOfRangeError(ValueError):
@@ -79,6 +77,11 @@ class LEVEmbedding(MegatronModule):
         grid_size: B-spline knots ``G``.
         num_modes: separable modes ``R`` (split across TP ranks).
         share_codebooks: one codebook for all digits plus per-digit scale and offset.
+        knots: B-spline layout, ``extended`` (partition of unity on [0, 1]) or
+            ``interior`` (:func:`megatron_patches.lev_math.bspline_centres`).
+        init_active_factors: random (non-constant) factors per mode at init.
+        seed_init_std: std of the seed ``z`` before the sigmoid at init (1.5 spreads
+            ``u`` over about (0.05, 0.95) without saturating).
         init_seed: seed of the LEV init; the global weights depend only on it, so any
             TP size starts from the same function.
         reduce_scatter_embeddings: return ``[s/tp, b, d]`` reduce-scattered along the
@@ -96,6 +99,9 @@ class LEVEmbedding(MegatronModule):
         grid_size: int,
         num_modes: int,
         share_codebooks: bool = False,
+        knots: str = "extended",
+        init_active_factors: int = 2,
+        seed_init_std: float = 1.5,
         init_seed: int = 1234,
         reduce_scatter_embeddings: bool = False,
         tp_group: torch.distributed.ProcessGroup | None = None,
@@ -114,7 +120,11 @@ class LEVEmbedding(MegatronModule):
         self.base = digit_base(vocab_size, num_coords)
         self.num_modes = num_modes
         self.reduce_scatter_embeddings = reduce_scatter_embeddings
+        self.knots = knots
+        bspline_centres(grid_size, knots)  # validates the layout before any weight exists
         self._init_seed = init_seed
+        self._init_active_factors = init_active_factors
+        self._seed_init_std = seed_init_std
 
         local_modes = num_modes // tp_size
         hidden = config.hidden_size
@@ -157,9 +167,9 @@ class LEVEmbedding(MegatronModule):
         """Initialise the *global* weights from ``init_seed`` and keep this rank's slice."""
         gen = torch.Generator().manual_seed(self._init_seed)
         std = self.config.init_method_std
-        # Summing K rows of std SEED_STD/sqrt(K) gives a seed of std SEED_STD.
+        # Summing K rows of std seed_init_std/sqrt(K) gives a seed of std seed_init_std.
         codebooks = torch.randn(self.codebooks.shape, generator=gen)
-        codebooks *= _SEED_STD / math.sqrt(self.num_coords)
+        codebooks *= self._seed_init_std / math.sqrt(self.num_coords)
         if self.coord_scale is not None:
             # Distinct random scales per digit break the swapped-digit symmetry.
             self.coord_scale.copy_(torch.randn(self.coord_scale.shape, generator=gen))
@@ -167,7 +177,7 @@ class LEVEmbedding(MegatronModule):
         self.codebooks.copy_(codebooks)
 
         modes = torch.ones(seed_dim, grid_size, self.num_modes)
-        active = min(_INIT_ACTIVE_FACTORS, seed_dim)
+        active = min(self._init_active_factors, seed_dim)
         for r in range(self.num_modes):
             dims = torch.randperm(seed_dim, generator=gen)[:active]
             modes[dims, :, r] = torch.randn(active, grid_size, generator=gen) / math.sqrt(
@@ -185,6 +195,7 @@ class LEVEmbedding(MegatronModule):
         return (
             f"vocab_size={self.vocab_size}, num_coords={self.num_coords}, base={self.base}, "
             f"num_modes={self.num_modes} (local {self.mode_weights.shape[-1]}), "
+            f"knots={self.knots}, "
             f"reduce_scatter={self.reduce_scatter_embeddings}"
         )
 
@@ -200,7 +211,7 @@ class LEVEmbedding(MegatronModule):
         seed = seed_from_codebooks(coords, self.codebooks.float(), scale, offset)
         if self._tp_size > 1:
             seed = copy_to_tensor_model_parallel_region(seed, group=self.tp_group)
-        modes = separable_modes(torch.sigmoid(seed), self.mode_weights.float())
+        modes = separable_modes(torch.sigmoid(seed), self.mode_weights.float(), self.knots)
         partial = modes @ self.projection.float().t()  # [n_unique, d], this rank's modes
 
         if self._tp_size == 1:

@@ -27,6 +27,9 @@ def install_lev_embedding(
     num_modes: int,
     share_codebooks: bool,
     init_seed: int,
+    knots: str = "extended",
+    init_active_factors: int = 2,
+    seed_init_std: float = 1.5,
 ) -> LEVEmbedding:
     """Replace ``model.embedding.word_embeddings`` with a :class:`LEVEmbedding`.
 
@@ -48,6 +51,9 @@ def install_lev_embedding(
         grid_size=grid_size,
         num_modes=num_modes,
         share_codebooks=share_codebooks,
+        knots=knots,
+        init_active_factors=init_active_factors,
+        seed_init_std=seed_init_std,
         init_seed=init_seed,
         reduce_scatter_embeddings=table.reduce_scatter_embeddings,
         tp_group=table.tp_group,

@@ -18,6 +18,8 @@ from torch import Tensor
 __all__ = [
     "digit_base",
     "token_coordinates",
+    "KNOT_LAYOUTS",
+    "bspline_centres",
     "quadratic_bspline_basis",
     "signed_log_product",
     "separable_modes",
@@ -48,18 +50,49 @@ def token_coordinates(ids: Tensor, base: int, num_coords: int) -> Tensor:
     return torch.div(ids.to(torch.int64).unsqueeze(-1), powers, rounding_mode="floor") % base
 
 
-def quadratic_bspline_basis(u: Tensor, grid_size: int) -> Tensor:
-    """Quadratic B-spline values at ``grid_size`` uniform knots on [0, 1].
+KNOT_LAYOUTS = ("extended", "interior")
+
+
+def bspline_centres(grid_size: int, knots: str = "extended", *, device=None,
+                    dtype=None) -> tuple[Tensor, float]:
+    """Centres of the ``grid_size`` quadratic B-splines on [0, 1] and their spacing ``h``.
+
+    ``interior``: centres ``k / (G - 1)`` from 0 to 1 (the first LEV implementation). The
+    splines centred outside [0, 1] are missing, so the basis sums to 1 only on
+    ``[1.5h, 1 - 1.5h]`` and drops to 0.5 at the ends: a factor that should be the
+    constant 1 falls towards the ends, where sigmoid seeds often are.
+
+    ``extended``: centres ``(k - 0.5) / (G - 2)``, from ``-h/2`` to ``1 + h/2``. Every
+    point of [0, 1] then lies within ``1.5h`` of every centre it needs, so the basis is a
+    partition of unity on the whole interval (needs ``G >= 3``).
+    """
+    if knots == "interior":
+        h = 1.0 / (grid_size - 1)
+        offset = 0.0
+    elif knots == "extended":
+        if grid_size < 3:
+            raise ValueError(f"extended knots need grid_size >= 3, got {grid_size}")
+        h = 1.0 / (grid_size - 2)
+        offset = -0.5 * h
+    else:
+        raise ValueError(f"knots={knots!r}; use one of {KNOT_LAYOUTS}")
+    centres = offset + h * torch.arange(grid_size, device=device, dtype=dtype)
+    return centres, h
+
+
+def quadratic_bspline_basis(u: Tensor, grid_size: int, knots: str = "extended") -> Tensor:
+    """Quadratic B-spline values at ``grid_size`` uniform centres (:func:`bspline_centres`).
 
     Args:
         u: values in (0, 1), any shape.
-        grid_size: number of knots ``G`` (knot ``k`` sits at ``k / (G - 1)``).
+        grid_size: number of basis functions ``G``.
+        knots: ``extended`` (a partition of unity on [0, 1]) or ``interior``.
 
     Returns:
         ``[*u.shape, G]``; at most three entries per value are non-zero.
     """
-    knots = torch.linspace(0.0, 1.0, grid_size, device=u.device, dtype=u.dtype)
-    t = (u.unsqueeze(-1) - knots).abs() * (grid_size - 1)
+    centres, h = bspline_centres(grid_size, knots, device=u.device, dtype=u.dtype)
+    t = (u.unsqueeze(-1) - centres).abs() / h
     inner = 0.75 - t * t
     outer = 0.5 * (1.5 - t).clamp(min=0.0) ** 2
     return torch.where(t < 0.5, inner, outer)
@@ -175,7 +208,7 @@ def _chunks(basis_s: Tensor, num_modes: int) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def separable_modes(u: Tensor, mode_weights: Tensor) -> Tensor:
+def separable_modes(u: Tensor, mode_weights: Tensor, knots: str = "extended") -> Tensor:
     """Rank-1 separable modes ``mode_r = prod_m sum_k W[m, k, r] * phi_k(u_m)``.
 
     The product is overflow-safe (log-magnitude sum plus sign parity, LEV.md "Numerics").
@@ -183,11 +216,12 @@ def separable_modes(u: Tensor, mode_weights: Tensor) -> Tensor:
     Args:
         u: squashed seeds ``[n, s]``.
         mode_weights: ``W`` of shape ``[s, G, R]`` (``R`` may be a tensor-parallel shard).
+        knots: the B-spline layout (:func:`bspline_centres`).
 
     Returns:
         ``[n, R]``.
     """
-    basis = quadratic_bspline_basis(u, mode_weights.shape[1])  # [n, s, G]
+    basis = quadratic_bspline_basis(u, mode_weights.shape[1], knots)  # [n, s, G]
     return _SeparableModes.apply(basis, mode_weights)
 
 
@@ -221,6 +255,7 @@ def lev_embed(
     projection: Tensor,
     coord_scale: Tensor | None = None,
     coord_offset: Tensor | None = None,
+    knots: str = "extended",
 ) -> Tensor:
     """Reference single-device LEV: embeddings for ``ids`` evaluated per position.
 
@@ -235,5 +270,5 @@ def lev_embed(
     flat = ids.reshape(-1)
     coords = token_coordinates(flat, base, num_coords)
     u = torch.sigmoid(seed_from_codebooks(coords, codebooks, coord_scale, coord_offset))
-    modes = separable_modes(u, mode_weights)
+    modes = separable_modes(u, mode_weights, knots)
     return (modes @ projection.t()).reshape(*ids.shape, projection.shape[0])

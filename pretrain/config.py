@@ -105,11 +105,30 @@ class LEVConfig:
     """Separable modes ``R``; split across tensor-parallel ranks."""
     share_codebooks: bool = False
     """One codebook for all digits plus a learned per-digit scale and offset."""
+    knots: Literal["extended", "interior"] = "extended"
+    """B-spline layout: ``extended`` (centres from -h/2 to 1+h/2, a partition of unity on
+    [0, 1]) or ``interior`` (centres 0..1; sums to < 1 near the ends; the first design)."""
+    init_active_factors: int = 2
+    """Random (non-constant) univariate factors per mode at init; the others start at 1."""
+    seed_init_std: float = 1.5
+    """Std of the seed before the sigmoid at init."""
+    lr_mult: float = 1.0
+    """Learning-rate multiplier for LEV's inner parameters (codebooks, spline factors,
+    shared-codebook scales/offsets), which live at scale ~1 where a table lives at
+    ``init_method_std``; the projection keeps the base lr. The schedule's shape is shared."""
 
     def __post_init__(self) -> None:
-        for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1)):
+        for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),
+                          ("init_active_factors", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"lev.{name}={getattr(self, name)} must be >= {low}")
+        if self.init_active_factors > self.seed_dim:
+            raise ConfigError(
+                f"lev.init_active_factors={self.init_active_factors} exceeds lev.seed_dim="
+                f"{self.seed_dim}; use at most seed_dim")
+        if self.seed_init_std <= 0 or self.lr_mult <= 0:
+            raise ConfigError(f"lev.seed_init_std={self.seed_init_std} and lev.lr_mult="
+                              f"{self.lr_mult} must be > 0")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -203,7 +222,9 @@ class TrainConfig:
     eval_interval: int = 1000
     """Steps between validation passes (0: never)."""
     eval_samples: int = 0
-    """Validation samples per pass (0: the whole split)."""
+    """Validation samples per pass (0: the whole split); fewer than the split are a fixed
+    pseudo-random subset drawn across all shards (``pretrain.sampler.val_subset_ids``),
+    the same for every run on these shards, never the first ones."""
     exit_duration_mins: float = 0.0
     """Save and exit after this much wall time (0: no limit)."""
     max_skipped_steps: int = 10

@@ -48,6 +48,7 @@ from pretrain.sampler import (
     make_batch,
     num_val_micro_batches,
     val_batches,
+    val_subset_ids,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "num_val_micro_batches",
     "open_split",
     "val_batches",
+    "val_subset_ids",
 ]
 
 _FORMAT = "lev-shards"

@@ -3,6 +3,10 @@
 ``python -m pretrain.evaluate --checkpoint DIR --data SHARD_DIR --output OUT
 [--compare DIR2 ...] [--buckets N] [--micro-batch-size M]``
 
+``python -m pretrain.evaluate --run lev L1 L2 L3 --run tied T1 T2 T3 --data ... --output ...``
+compares seed groups: each ``--run NAME DIR...`` is one variant trained with several seeds
+(the first group is the reference); the report gives mean +- std over seeds.
+
 * ``DIR`` is a checkpoint tag (``.../step00000400``) or a ``checkpoint.save_dir`` (its
   ``latest``, else its newest complete tag).
 * Runs under the training launchers (torchrun, srun, mpiexec; or one plain process).
@@ -146,6 +150,7 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     from megatron.core import parallel_state as ps
 
     from pretrain.data import open_split, val_batches
+    from pretrain.model import count_parameters
 
     config, meta = load_checkpoint_config(tag_dir, data_dir, micro_batch_size)
     _ensure_tensor_parallel(config.parallel.tensor_parallel, config.train.seed)
@@ -172,6 +177,7 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     sums = sums.to(device)  # NCCL groups take device tensors only
     dist.all_reduce(sums, group=ps.get_data_parallel_group())
     sums = sums.cpu()
+    params = count_parameters(engine.module, config.parallel.tensor_parallel).total
     val.close()
     if hasattr(engine, "destroy"):
         engine.destroy()
@@ -186,6 +192,8 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
         "checkpoint": str(tag_dir), "save_dir": str(tag_dir.parent), "step": meta["step"],
         "embedding": c.model.embedding, "tensor_parallel": c.parallel.tensor_parallel,
         "zero_stage": c.train.zero_stage, "trained_world_size": meta["world_size"],
+        "params": params, "eval_interval": c.train.eval_interval,
+        "eval_samples": c.train.eval_samples,
         "eval_world_size": dist.get_world_size(), "seed": c.train.seed,
         "consumed_samples": meta["consumed_samples"],
         "tokens_per_step": meta["global_batch_size"] * c.model.seq_length,
@@ -194,18 +202,42 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     }
 
 
+def _default_labels(tags: list[Path], embeddings: list[str]) -> list[str]:
+    """The embedding name; ``name:save_dir`` if repeated; ``#i`` if still ambiguous."""
+    labels = [n if embeddings.count(n) == 1 else f"{n}:{t.parent.name}"
+              for n, t in zip(embeddings, tags, strict=True)]
+    return [label if labels.count(label) == 1 else f"{label}#{i}"
+            for i, label in enumerate(labels)]
+
+
+def _curve_description(runs: list[dict[str, Any]], val_samples: int) -> str:
+    interval = {r["eval_interval"] for r in runs}
+    subset = {r["eval_samples"] for r in runs}
+    every = "/".join(map(str, sorted(interval)))
+    n = subset.pop() if len(subset) == 1 else None
+    what = ("the whole validation split" if n in (0, None) or n >= val_samples else
+            f"a fixed subset of {n} of the {val_samples} validation samples drawn across all "
+            "shards (`pretrain.sampler.val_subset_ids`)")
+    return f"every {every} steps on {what}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Validation loss/perplexity, overall and per train-frequency bucket; "
-                    "with --compare, a LEV-vs-baselines report.")
-    parser.add_argument("--checkpoint", required=True,
+                    "with --compare or several --run groups, a LEV-vs-baselines report.")
+    parser.add_argument("--checkpoint", default=None,
                         help="tag dir (step*) or save_dir; with --compare: the reference (LEV) run")
-    parser.add_argument("--data", required=True, help="shard dir (manifest.json, token_counts.npy)")
-    parser.add_argument("--output", required=True, help="report dir (eval.json, report.md, *.png)")
     parser.add_argument("--compare", nargs="*", default=[], metavar="DIR",
                         help="baseline checkpoints (tag or save_dir) compared to --checkpoint")
+    parser.add_argument("--run", nargs="+", action="append", default=[], metavar=("NAME", "DIR"),
+                        help="a seed group: NAME then one checkpoint per seed; repeat per "
+                             "variant, the first is the reference (instead of --checkpoint)")
+    parser.add_argument("--data", required=True, help="shard dir (manifest.json, token_counts.npy)")
+    parser.add_argument("--output", required=True, help="report dir (eval.json, report.md, *.png)")
     parser.add_argument("--buckets", type=int, default=5,
                         help="equal-train-mass frequency buckets of seen ids (default 5)")
+    parser.add_argument("--min-bucket-tokens", type=int, default=1000,
+                        help="buckets with fewer val tokens get no ppl change (default 1000)")
     parser.add_argument("--micro-batch-size", type=int, default=None,
                         help="samples per rank per forward (default: the checkpoint's)")
     args = parser.parse_args(argv)
@@ -222,25 +254,47 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluationError(f"--buckets must be >= 1, got {args.buckets}")
         if args.micro_batch_size is not None and args.micro_batch_size < 1:
             raise EvaluationError(f"--micro-batch-size must be >= 1, got {args.micro_batch_size}")
-        tags = [resolve_checkpoint(p) for p in [args.checkpoint, *args.compare]]
+        if bool(args.checkpoint) == bool(args.run):
+            raise EvaluationError("give either --checkpoint DIR [--compare DIR ...] or one or "
+                                  "more --run NAME DIR [DIR ...]")
+        if args.run:
+            bad = [g[0] for g in args.run if len(g) < 2]
+            if bad:
+                raise EvaluationError(f"--run {bad[0]} names no checkpoint: --run NAME DIR [DIR ...]")
+            names = [g[0] for g in args.run]
+            if len(set(names)) != len(names):
+                raise EvaluationError(f"--run names must differ, got {names}")
+            plan = [(g[0], [resolve_checkpoint(p) for p in g[1:]]) for g in args.run]
+        else:
+            tags = [resolve_checkpoint(p) for p in [args.checkpoint, *args.compare]]
+            kinds = [json.loads((t / "meta.json").read_text())["config"]["model"]["embedding"]
+                     for t in tags]
+            plan = [(label, [t]) for label, t in zip(_default_labels(tags, kinds), tags,
+                                                      strict=True)]
         counts_path = Path(args.data) / "token_counts.npy"
         if not counts_path.is_file():
             raise EvaluationError(f"{counts_path} is missing; re-run data_prep/shard.py "
                                   "(it writes the train split's unigram counts)")
-        first = json.loads((tags[0] / "meta.json").read_text())["config"]
+        first = json.loads((plan[0][1][0] / "meta.json").read_text())["config"]
         init_distributed(first["parallel"]["tensor_parallel"], first["train"]["seed"])
         vocab = first["model"]["vocab_size"]
         spec = frequency_buckets(np.load(counts_path), args.buckets, vocab_size=vocab)
-        runs = []
-        for tag in tags:
-            log.info("evaluating %s", tag)
-            result = evaluate_checkpoint(tag, args.data, spec.token_bucket, args.micro_batch_size)
-            log.info("%s (%s, step %d): loss %.5f ppl %.3f over %d tokens", tag,
-                     result["embedding"], result["step"], result["loss"], result["ppl"],
-                     result["tokens"])
-            runs.append(result)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for label, tags in plan:
+            for tag in tags:
+                log.info("evaluating %s (%s)", tag, label)
+                result = evaluate_checkpoint(tag, args.data, spec.token_bucket,
+                                             args.micro_batch_size)
+                log.info("%s (%s, step %d): loss %.5f ppl %.3f over %d tokens", tag,
+                         result["embedding"], result["step"], result["loss"], result["ppl"],
+                         result["tokens"])
+                groups.setdefault(label, []).append(result)
         if dist.get_rank() == 0:
-            out = write_report(Path(args.output), runs, spec, data_dir=args.data)
+            runs = [r for rs in groups.values() for r in rs]
+            val_samples = runs[0]["tokens"] // first["model"]["seq_length"]
+            out = write_report(Path(args.output), groups, spec, data_dir=args.data,
+                               curve_description=_curve_description(runs, val_samples),
+                               min_bucket_tokens=args.min_bucket_tokens)
             log.info("wrote %s", ", ".join(str(p) for p in out))
         dist.barrier()
         return 0

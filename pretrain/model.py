@@ -131,11 +131,18 @@ def build_model(config: Config, *, meta: bool = False) -> GPTModel:
         )
         if m.embedding == "lev":
             lev = config.lev
-            install_lev_embedding(
+            module = install_lev_embedding(
                 model, num_coords=lev.num_coords, seed_dim=lev.seed_dim,
                 grid_size=lev.grid_size, num_modes=lev.num_modes,
                 share_codebooks=lev.share_codebooks, init_seed=config.train.seed,
+                knots=lev.knots, init_active_factors=lev.init_active_factors,
+                seed_init_std=lev.seed_init_std,
             )
+            # The function's O(1)-scale inner weights (codebooks, spline factors) move at
+            # lr_mult x lr; the projection is an ordinary d x R matrix at the base lr.
+            for name, p in module.named_parameters():
+                if name != "projection":
+                    p.lr_mult = lev.lr_mult  # read by pretrain.optimizer.build_optimizer
     if config.parallel.sequence_parallel:
         sum_sequence_parallel_grads(model, ps.get_tensor_model_parallel_group())
     return model

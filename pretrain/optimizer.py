@@ -34,12 +34,19 @@ class AdamW(torch.optim.AdamW):
 
 def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig) -> AdamW:
     """AdamW decaying matrices; never norms, biases, other 1-D parameters, or parameters
-    marked ``no_weight_decay`` (LEV's multiplicative factors)."""
-    decay, no_decay = [], []
+    marked ``no_weight_decay`` (LEV's multiplicative factors).
+
+    A parameter's ``lr_mult`` attribute (LEV's ``lev.lr_mult``) puts it in a group whose
+    learning rate is that multiple of ``opt.lr``; the scheduler scales every group alike.
+    The first group is always the plain decayed one, so ``param_groups[0]["lr"]`` is the
+    schedule's value.
+    """
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     for p in model.parameters():
         if p.requires_grad:
             exempt = p.dim() < 2 or getattr(p, "no_weight_decay", False)
-            (no_decay if exempt else decay).append(p)
-    groups = [{"params": decay, "weight_decay": opt.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
+            groups.setdefault((not exempt, float(getattr(p, "lr_mult", 1.0))), []).append(p)
+    param_groups = [{"params": params, "weight_decay": opt.weight_decay if decay else 0.0,
+                     "lr": opt.lr * mult}
+                    for (decay, mult), params in groups.items() if params or mult == 1.0]
+    return AdamW(param_groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)

@@ -15,7 +15,7 @@ from pretrain.config import Config, ConfigError, load_config
 from pretrain.distributed import destroy_distributed, init_distributed
 from pretrain.model import ParamCounts, build_model, count_parameters
 
-__all__ = ["count_all", "main"]
+__all__ = ["count_all", "isoparametric_ffn", "main"]
 
 
 def count_all(config: Config) -> dict[str, ParamCounts]:
@@ -32,6 +32,21 @@ def count_all(config: Config) -> dict[str, ParamCounts]:
         }
     finally:
         destroy_distributed()
+
+
+def isoparametric_ffn(config: Config, counts: dict[str, ParamCounts] | None = None) -> int:
+    """``model.ffn_hidden_size`` that gives the tied model LEV's total parameter count.
+
+    The isoparametric baseline of the paper's v1: the tied model widened (SwiGLU FFN)
+    until it has as many parameters as LEV + its untied head, so a LEV gain cannot be
+    bought with parameters. Each FFN unit adds ``3 * d`` per layer (gate, up, down, no
+    biases); the width is rounded to the nearest multiple of ``parallel.tensor_parallel``.
+    """
+    counts = counts or count_all(config)
+    m, tp = config.model, config.parallel.tensor_parallel
+    extra = counts["lev"].total - counts["tied"].total
+    per_unit = 3 * m.hidden_size * m.num_layers
+    return max(tp, round((m.ffn_hidden_size + extra / per_unit) / tp) * tp)
 
 
 def format_table(counts: dict[str, ParamCounts]) -> str:
@@ -51,13 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    parser.add_argument("--isoparametric", action="store_true",
+                        help="also print the tied model's model.ffn_hidden_size that matches "
+                             "LEV's total parameter count (the isoparametric baseline)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"ConfigError: {exc}", file=sys.stderr)
         return 2
-    print(format_table(count_all(config)))
+    counts = count_all(config)
+    print(format_table(counts))
+    if args.isoparametric:
+        ffn = isoparametric_ffn(config, counts)
+        widened = count_all(replace(config, model=replace(config.model, ffn_hidden_size=ffn)))
+        tied, lev = widened["tied"].total, counts["lev"].total
+        print(f"isoparametric tied: model.embedding=tied model.ffn_hidden_size={ffn} -> "
+              f"{tied:,} parameters ({100 * (tied - lev) / lev:+.3f} % vs lev)")
     return 0
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "make_batch",
     "num_val_micro_batches",
     "val_batches",
+    "val_subset_ids",
 ]
 
 
@@ -354,6 +355,32 @@ def num_val_micro_batches(num_samples: int, micro_batch_size: int, dp_size: int)
     return -(-num_samples // (micro_batch_size * dp_size))
 
 
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a fixed bijective scramble of uint64 (no RNG stream)."""
+    x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * _MIX_1
+    x = (x ^ (x >> np.uint64(27))) * _MIX_2
+    return x ^ (x >> np.uint64(31))
+
+
+def val_subset_ids(num_samples: int, max_samples: int | None) -> np.ndarray:
+    """The validation sample ids a pass over at most ``max_samples`` samples reads.
+
+    All of them (``0..N-1``) when ``max_samples`` is ``None`` or ``>= N``. Otherwise a
+    fixed pseudo-random subset drawn from the whole split (every shard), never a prefix:
+    the ``max_samples`` ids with the smallest SplitMix64 hash, in increasing order. It
+    depends only on ``(N, max_samples)`` -- not on the run's seed, the numpy version or the
+    rank count -- so every run and every evaluation of a comparison reads the same samples.
+    """
+    if max_samples is None or max_samples >= num_samples:
+        return np.arange(num_samples, dtype=np.int64)
+    keys = _splitmix64(np.arange(num_samples, dtype=np.uint64))
+    return np.sort(np.argsort(keys, kind="stable")[:max_samples]).astype(np.int64)
+
+
 def val_batches(
     dataset: TokenShardDataset,
     *,
@@ -363,30 +390,36 @@ def val_batches(
     max_samples: int | None = None,
     eod_mask_loss: bool = False,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """One deterministic pass over the (first ``max_samples``) validation samples.
+    """One deterministic pass over the validation split (or its fixed subset).
 
-    Samples are taken in id order: micro-batch ``b`` of all ranks together covers ids
-    ``[b * D * MB, (b + 1) * D * MB)`` and rank ``r`` takes the ``r``-th ``MB`` of them,
-    so across ranks every sample is visited exactly once. The tail is padded (sample id
-    -1, ``loss_mask`` 0) so every rank runs the same number of forward passes -- ranks
-    that skip one would hang ZeRO-3's parameter all-gathers.
+    The samples are :func:`val_subset_ids` (all of them unless ``max_samples`` is given).
+    Position ``p`` of that list is read by micro-batch ``p // (D * MB)``: micro-batch
+    ``b`` of all ranks together covers positions ``[b * D * MB, (b + 1) * D * MB)`` and
+    rank ``r`` takes the ``r``-th ``MB`` of them, so across ranks every sample is visited
+    exactly once. The tail is padded (sample id -1, ``loss_mask`` 0) so every rank runs
+    the same number of forward passes -- ranks that skip one would hang ZeRO-3's
+    parameter all-gathers.
     """
     if not 0 <= dp_rank < dp_size:
         raise ValueError(f"`dp_rank` must be in [0, {dp_size}), got {dp_rank}")
     if micro_batch_size <= 0:
         raise ValueError(f"`micro_batch_size` must be > 0, got {micro_batch_size}")
-    n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    subset = val_subset_ids(len(dataset), max_samples)
+    n = len(subset)
     for b in range(num_val_micro_batches(n, micro_batch_size, dp_size)):
         start = (b * dp_size + dp_rank) * micro_batch_size
-        ids = np.arange(start, start + micro_batch_size, dtype=np.int64)
-        valid = ids < n  # valid rows form a prefix: ids increase
+        positions = np.arange(start, start + micro_batch_size, dtype=np.int64)
+        valid = positions < n  # valid rows form a prefix: positions increase
+        ids = subset[positions[valid]]
         # Padding rows hold token id 0 (always in the vocabulary) and are masked out.
         blocks = np.zeros((micro_batch_size, dataset.sample_tokens), dtype=np.int64)
         if valid.any():
-            dataset.read(ids[valid], out=blocks[: int(valid.sum())])
+            dataset.read(ids, out=blocks[: int(valid.sum())])
+        sample_ids = np.full(micro_batch_size, -1, dtype=np.int64)
+        sample_ids[: len(ids)] = ids
         yield make_batch(
             blocks,
-            np.where(valid, ids, -1),
+            sample_ids,
             eod_id=dataset.eod_id,
             eod_mask_loss=eod_mask_loss,
             valid=valid,

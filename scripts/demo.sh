@@ -15,8 +15,9 @@ bash scripts/install.sh
 
 if [ ! -f "$OUT/shards/manifest.json" ]; then
   python3 data_prep/sample_corpus.py "$OUT/corpus"
+  # --val-fraction as for shard.py: the tokenizer never sees the validation documents.
   python3 data_prep/train_tokenizer.py --input "$OUT/corpus" --output "$OUT/tokenizer.json" \
-    --vocab-size 4096
+    --vocab-size 4096 --val-fraction 0.05
   python3 data_prep/shard.py --input "$OUT/corpus" --tokenizer "$OUT/tokenizer.json" \
     --output "$OUT/shards" --seq-length 128 --val-fraction 0.05 --shard-size-mb 2
   python3 data_prep/verify.py "$OUT/shards"

@@ -17,12 +17,14 @@ def reference(lev: LEVEmbedding, ids: torch.Tensor) -> torch.Tensor:
     """Per-position evaluation with the module's own weights."""
     return lev_embed(ids, vocab_size=lev.vocab_size, codebooks=lev.codebooks,
                      mode_weights=lev.mode_weights, projection=lev.projection,
-                     coord_scale=lev.coord_scale, coord_offset=lev.coord_offset)
+                     coord_scale=lev.coord_scale, coord_offset=lev.coord_offset,
+                     knots=lev.knots)
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["per-digit", "shared"])
-def test_distinct_id_evaluation_equals_per_position_evaluation(shared):
-    lev = build_lev(share_codebooks=shared)
+@pytest.mark.parametrize("shared,knots", [(False, "extended"), (True, "extended"),
+                                          (False, "interior")])
+def test_distinct_id_evaluation_equals_per_position_evaluation(shared, knots):
+    lev = build_lev(share_codebooks=shared, knots=knots)
     ids = torch.tensor([[5, 5, 900, 13], [13, 996, 0, 5]])
     out = lev(ids)
     assert out.shape == (2, 4, lev.config.hidden_size)

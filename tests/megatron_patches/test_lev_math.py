@@ -26,15 +26,41 @@ def test_coordinates_are_base_b_digits_least_significant_first():
     assert (coords[:, 0] + 225 * coords[:, 1]).tolist() == ids.tolist()
 
 
-def test_bspline_basis_matches_the_quadratic_formula_and_sums_to_one_inside():
+def test_interior_bspline_basis_matches_the_quadratic_formula_and_sums_to_one_inside():
     u = torch.tensor([0.3, 0.5, 0.71], dtype=torch.float64)
-    phi = quadratic_bspline_basis(u, 11)
+    phi = quadratic_bspline_basis(u, 11, "interior")
     t = (u[:, None] - torch.linspace(0, 1, 11, dtype=torch.float64)).abs() * 10
     expected = torch.where(t < 0.5, 0.75 - t**2,
                            torch.where(t < 1.5, 0.5 * (1.5 - t) ** 2, torch.zeros_like(t)))
     torch.testing.assert_close(phi, expected)
     torch.testing.assert_close(phi.sum(-1), torch.ones(3, dtype=torch.float64))
     assert ((phi > 0).sum(-1) <= 3).all()
+
+
+def test_interior_bspline_basis_is_not_a_partition_of_unity_at_the_ends():
+    # The defect the extended layout removes: only half of the mass is left at u = 0 and 1.
+    phi = quadratic_bspline_basis(torch.tensor([0.0, 1.0], dtype=torch.float64), 16, "interior")
+    torch.testing.assert_close(phi.sum(-1), torch.full((2,), 0.875, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("grid_size", [3, 4, 8, 16, 33])
+def test_extended_bspline_basis_is_a_partition_of_unity_on_the_closed_interval(grid_size):
+    u = torch.linspace(0.0, 1.0, 100_001, dtype=torch.float64)  # includes both ends
+    phi = quadratic_bspline_basis(u, grid_size, "extended")
+    assert phi.shape == (u.numel(), grid_size)
+    assert (phi.sum(-1) - 1).abs().max().item() < 1e-6
+    assert (phi >= 0).all() and ((phi > 1e-12).sum(-1) <= 3).all()
+
+
+def test_extended_bspline_basis_matches_the_quadratic_formula_at_shifted_centres():
+    u = torch.tensor([0.0, 0.13, 0.5, 1.0], dtype=torch.float64)
+    g = 6
+    h = 1 / (g - 2)
+    centres = (torch.arange(g, dtype=torch.float64) - 0.5) * h
+    t = (u[:, None] - centres).abs() / h
+    expected = torch.where(t < 0.5, 0.75 - t**2,
+                           torch.where(t < 1.5, 0.5 * (1.5 - t) ** 2, torch.zeros_like(t)))
+    torch.testing.assert_close(quadratic_bspline_basis(u, g, "extended"), expected)
 
 
 def test_signed_log_product_equals_the_plain_product():

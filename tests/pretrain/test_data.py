@@ -25,6 +25,7 @@ from pretrain.data import (
     num_val_micro_batches,
     open_split,
     val_batches,
+    val_subset_ids,
 )
 from pretrain.sampler import epoch_permutation
 
@@ -252,3 +253,29 @@ def test_reader_agrees_with_wids_reading_the_same_index_in_place(shard_dir):
             raw = np.frombuffer(ref[i][".tokens"].getvalue(), dtype="<u2")
             assert np.array_equal(ds[i], raw)
     ref.close()
+
+
+def test_a_val_subset_is_a_fixed_spread_over_the_split_not_a_prefix():
+    ids = val_subset_ids(1000, 100)
+    assert len(ids) == 100 and len(set(ids.tolist())) == 100
+    assert np.all(np.diff(ids) > 0) and ids.min() >= 0 and ids.max() < 1000
+    assert ids.tolist() != list(range(100))
+    # Spread: every tenth of the split holds some of the subset.
+    assert set((ids // 100).tolist()) == set(range(10))
+    assert np.array_equal(ids, val_subset_ids(1000, 100))  # pure function of (N, k)
+    assert np.array_equal(val_subset_ids(1000, None), np.arange(1000))
+    assert np.array_equal(val_subset_ids(50, 100), np.arange(50))
+
+
+def test_the_val_subset_reads_from_every_shard(shard_dir):
+    shards = json.loads((shard_dir / "val.wids.json").read_text())["shardlist"]
+    starts = np.cumsum([0] + [s["nsamples"] for s in shards])
+    assert len(shards) >= 2, "the fixture's val split should span several shards"
+    with open_split(shard_dir, "val", seq_length=SEQ, vocab_size=512) as val:
+        k = len(val) // 2
+        seen = [i for r in range(2) for b in val_batches(val, micro_batch_size=3, dp_rank=r,
+                                                         dp_size=2, max_samples=k)
+                for i in b["sample_ids"].tolist() if i >= 0]
+    assert sorted(seen) == val_subset_ids(int(starts[-1]), k).tolist()
+    shard_of = np.searchsorted(starts, seen, side="right") - 1
+    assert set(shard_of.tolist()) == set(range(len(shards)))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pretrain.buckets import frequency_buckets
-from pretrain.report import tokens_to_target
+from pretrain.report import mean_curve, summarize, tokens_to_target
 from tests.conftest import rank_logs, spawn_ranks, wait_ranks
 from tests.pretrain.train_helpers import run_training
 
@@ -65,14 +65,69 @@ def test_bad_bucket_arguments_are_refused_by_name():
         frequency_buckets(np.array([1, -2]))
 
 
-def test_tokens_to_target_is_the_first_step_at_or_below_the_baseline_final_loss():
+def test_tokens_to_target_interpolates_between_evaluations():
     ref = {10: 5.0, 20: 4.0, 30: 3.5, 40: 3.0}
     base = {10: 5.5, 20: 4.5, 40: 3.9}
     t = tokens_to_target(ref, base)
-    assert t["reached"] and t["reference_step"] == 30 and t["baseline_step"] == 40
-    assert t["speedup"] == pytest.approx(40 / 30)
-    assert not tokens_to_target({10: 5.0}, base)["reached"]
-    assert tokens_to_target({}, base)["reason"]
+    # 3.9 lies 0.1/0.5 of the way from step 20 (4.0) to step 30 (3.5): step 22.
+    assert t["reached"] and t["baseline_step"] == 40
+    assert t["reference_step"] == pytest.approx(22.0)
+    assert t["ratio"] == pytest.approx(22 / 40)
+
+
+def test_tokens_to_target_counts_tokens_not_steps():
+    # The reference takes twice the tokens per step: the same step is twice the tokens.
+    t = tokens_to_target({10: 4.0, 20: 3.0}, {20: 3.5}, reference_tokens_per_step=2,
+                         baseline_tokens_per_step=1)
+    assert t["reference_step"] == pytest.approx(15.0)
+    assert t["ratio"] == pytest.approx(15 * 2 / 20)
+
+
+def test_tokens_to_target_in_both_directions_when_the_reference_is_slower():
+    lev = {10: 5.0, 20: 4.2, 30: 4.0}
+    tied = {10: 4.8, 20: 4.0, 30: 3.6}
+    assert not tokens_to_target(lev, tied)["reached"]  # lev never reaches tied's 3.6
+    back = tokens_to_target(tied, lev)  # tied reaches lev's final 4.0 exactly at step 20
+    assert back["reached"] and back["reference_step"] == pytest.approx(20.0)
+    assert back["ratio"] == pytest.approx(20 / 30)
+
+
+def test_tokens_to_target_reached_at_the_first_evaluation_is_not_extrapolated():
+    t = tokens_to_target({10: 3.0, 20: 2.0}, {10: 4.0, 20: 3.5})
+    assert t["reference_step"] == 10.0 and t["ratio"] == pytest.approx(0.5)
+    assert tokens_to_target({}, {10: 1.0})["reason"]
+
+
+def test_mean_curve_averages_the_seeds_over_their_common_steps():
+    assert mean_curve([{10: 4.0, 20: 3.0}, {10: 2.0, 20: 1.0, 30: 0.5}]) == {10: 3.0, 20: 2.0}
+
+
+def _run(ppl: float, seed: int, tokens=(500, 5000)) -> dict:
+    loss = math.log(ppl)
+    return {"embedding": "lev", "seed": seed, "ppl": ppl, "loss": loss, "step": 10,
+            "tokens_per_step": 100, "save_dir": "/nonexistent", "tokens": sum(tokens),
+            "bucket_tokens": list(tokens), "bucket_loss_sum": [t * loss for t in tokens]}
+
+
+def test_summary_reports_mean_std_paired_changes_and_whether_they_exceed_the_spread():
+    spec = frequency_buckets(np.array([1, 1, 5, 5]), num_buckets=1)  # unseen + b1
+    groups = {"lev": [_run(90, 1), _run(92, 2), _run(94, 3)],
+              "tied": [_run(100, 1), _run(100, 2), _run(102, 3)]}
+    s = summarize(groups, spec, min_bucket_tokens=1000)
+    assert s["groups"]["lev"]["ppl_mean"] == pytest.approx(92)
+    assert s["groups"]["lev"]["ppl_std"] == pytest.approx(2)
+    vs = s["vs"]["tied"]
+    assert vs["overall"] == pytest.approx(92 / (302 / 3) - 1)
+    assert vs["paired"] == pytest.approx([-0.1, -0.08, 94 / 102 - 1])
+    assert vs["exceeds_seed_spread"]  # |92 - 100.67| > max(2, 1.15)
+    # 500 val tokens in "unseen": too few for a change; b1 has 5000.
+    assert vs["buckets"]["unseen"] is None and vs["buckets"]["b1"] is not None
+
+
+def test_a_difference_within_the_seed_spread_is_not_called_a_gain():
+    spec = frequency_buckets(np.array([1, 1, 5, 5]), num_buckets=1)
+    groups = {"lev": [_run(90, 1), _run(100, 2)], "tied": [_run(96, 1), _run(97, 2)]}
+    assert not summarize(groups, spec)["vs"]["tied"]["exceeds_seed_spread"]
 
 
 # ---------------------------------------------------------------- real checkpoints
@@ -161,9 +216,11 @@ def test_compare_writes_the_side_by_side_table_tokens_to_target_and_pngs(compare
     assert "final val loss" in report
     result = json.loads((compared / "eval.json").read_text())
     assert result["labels"] == ["lev", "tied"]
-    assert set(result["ppl_change"]["tied"]["buckets"]) == {"unseen", "b1", "b2", "b3"}
+    vs = result["summary"]["vs"]["tied"]
+    assert set(vs["buckets"]) == {"unseen", "b1", "b2", "b3"}
     lev, tied = result["runs"]
-    assert result["ppl_change"]["tied"]["overall"] == pytest.approx(lev["ppl"] / tied["ppl"] - 1)
+    assert vs["overall"] == pytest.approx(lev["ppl"] / tied["ppl"] - 1)
+    assert lev["params"] > 0 and tied["params"] > 0
     for png in ("loss_curves.png", "bucket_ppl.png"):
         data = (compared / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -99,3 +99,34 @@ def test_1b2_tied_baseline_has_about_1_2_billion_parameters():
 def test_1b2_lev_overhead_over_tied_is_at_most_0_3_percent():
     _, overheads = printed("pretrain/configs/lev_1b2.yaml")
     assert 0 < overheads["lev"] <= 0.3
+
+
+ISO = re.compile(r"^isoparametric tied: model.embedding=tied model.ffn_hidden_size=(\d+) -> "
+                 r"([\d,]+) parameters \(([+-]\d+\.\d+) % vs lev\)$")
+
+
+@pytest.mark.parametrize("config,overrides", [
+    ("pretrain/configs/tiny_lev.yaml", []),
+    ("pretrain/configs/tiny_lev.yaml", ["model.hidden_size=160", "model.num_layers=3",
+                                        "model.num_attention_heads=5",
+                                        "model.ffn_hidden_size=432"]),
+    ("pretrain/configs/lev_1b2.yaml", []),
+])
+def test_isoparametric_tied_widening_matches_the_lev_count_within_one_percent(config, overrides):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "pretrain.params", "--config", config,
+                           *overrides, "--isoparametric"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    m = next(ISO.match(line) for line in proc.stdout.splitlines() if ISO.match(line))
+    ffn, tied_total = int(m[1]), int(m[2].replace(",", ""))
+    lev_total = next(int(line.split()[1].replace(",", "")) for line in proc.stdout.splitlines()
+                     if line.startswith("lev "))
+    assert abs(tied_total - lev_total) <= 0.01 * lev_total
+    base_ffn = load_config(REPO / config, overrides).model.ffn_hidden_size
+    assert ffn > base_ffn  # widened, not narrowed
+    # The printed count is the tied model at that width (closed form: 3*d per unit per layer).
+    m_cfg = load_config(REPO / config, overrides).model
+    tied_base = next(int(line.split()[1].replace(",", "")) for line in proc.stdout.splitlines()
+                     if line.startswith("tied "))
+    assert tied_total == tied_base + 3 * m_cfg.hidden_size * m_cfg.num_layers * (ffn - base_ffn)

@@ -1,0 +1,323 @@
+"""The LEV design study and the multi-seed embedding comparison, as one runner.
+
+    python -m pretrain.study sweep   --out runs/study              # variants, tiny shape
+    python -m pretrain.study confirm --out runs/study --variant lev-lr30   # 3 seeds, larger
+    python -m pretrain.study compare --out runs/compare --corpora shakespeare  # what
+                                     # scripts/compare_embeddings.sh runs
+    python -m pretrain.study report  --out runs/study --results docs/results/lev_study
+
+A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
+Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
+torchrun, or one plain process), ``--jobs`` of them at a time; a finished run is never
+retrained and an interrupted one resumes from its checkpoint, so a study that is killed
+loses at most the runs in flight. Each finished run appends one line to
+``OUT/<plan>/results.jsonl``; when every run of a corpus is done, ``pretrain.evaluate``
+compares the variants (seed groups) over the whole validation split into
+``OUT/<plan>/<corpus>/report/``.
+
+A seed changes the model init (``train.seed``, LEV's weights included) and the data
+order (``data.shuffle_seed``) together. Corpora (``data_prep/sample_corpus.py``) are
+built once under ``OUT/<corpus>/``: tokenizer trained on the training documents only
+(``--val-fraction`` shared with ``shard.py``), vocab 4096, seq 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["PLANS", "SHAPES", "VARIANTS", "Run", "main", "plan_runs"]
+
+log = logging.getLogger("pretrain.study")
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = ("shakespeare", "wordnet")
+VOCAB_SIZE = 4096
+SEQ_LENGTH = 128
+VAL_FRACTION = 0.05
+
+#: Config overrides per shape, on top of pretrain/configs/tiny_{lev,tied}.yaml.
+SHAPES: dict[str, list[str]] = {
+    # The tiny backbone of tiny_*.yaml: d=128, 2 layers, 4 heads, SwiGLU 352.
+    "tiny": ["train.train_steps=400", "train.micro_batch_size=16", "train.global_batch_size=16",
+             "optimizer.warmup_steps=20", "train.eval_interval=50", "train.eval_samples=256"],
+    # Wider, deeper and trained longer; the largest whose 3-seed x lev/tied/iso-tied x 2
+    # corpora confirmation fits ~1 hour on 2 CPU cores (docs/results/lev_study).
+    "small": ["model.hidden_size=160", "model.num_layers=3", "model.num_attention_heads=5",
+              "model.ffn_hidden_size=432", "train.train_steps=500",
+              "train.micro_batch_size=16", "train.global_batch_size=16",
+              "optimizer.warmup_steps=25", "train.eval_interval=50", "train.eval_samples=256"],
+    # scripts/compare_embeddings.sh's default: the tiny backbone for 1000 steps.
+    "compare": ["train.train_steps=1000", "train.eval_interval=50", "train.eval_samples=512"],
+}
+
+#: LEV variants: overrides on tiny_lev.yaml (whose lev section is the current default).
+#: "tied", "tied-iso" and "untied" are the baselines on the same backbone.
+VARIANTS: dict[str, list[str]] = {
+    "tied": ["model.embedding=tied"],
+    "tied-iso": ["model.embedding=tied"],  # + the widened FFN, computed per shape
+    "untied": ["model.embedding=untied"],
+    "lev": [],
+    "lev-interior": ["lev.knots=interior"],
+    "lev-lr10": ["lev.lr_mult=10"],
+    "lev-lr30": ["lev.lr_mult=30"],
+    "lev-s16": ["lev.seed_dim=16"],
+    "lev-r512": ["lev.num_modes=512"],
+    "lev-k3": ["lev.num_coords=3"],
+    "lev-shared": ["lev.share_codebooks=true"],
+    "lev-act1": ["lev.init_active_factors=1"],
+}
+
+#: plan -> (shape, variants, seeds). ``confirm`` and ``compare`` take their LEV variant
+#: from ``--variant``; the first variant is the comparison's reference.
+PLANS: dict[str, tuple[str, list[str], list[int]]] = {
+    "sweep": ("tiny", ["lev", "tied", "lev-interior", "lev-lr10", "lev-lr30", "lev-s16",
+                       "lev-r512", "lev-k3", "lev-shared", "lev-act1"], [1]),
+    "confirm": ("small", ["{variant}", "tied", "tied-iso"], [1, 2, 3]),
+    "compare": ("compare", ["{variant}", "tied", "tied-iso", "untied"], [1, 2, 3]),
+}
+
+
+@dataclass(slots=True)
+class Run:
+    """One training run of the plan."""
+
+    plan: str
+    corpus: str
+    variant: str
+    seed: int
+    overrides: list[str] = field(default_factory=list)
+    #: for ``tied-iso``: the overrides of the LEV run whose parameter count it matches
+    iso_reference: list[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.corpus}/{self.variant}/seed{self.seed}"
+
+
+def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
+              seeds: list[int] | None = None, shape: str | None = None) -> list[Run]:
+    """The runs of ``plan`` (seeds outermost, so an early stop leaves whole seeds)."""
+    shape_name, variants, plan_seeds = PLANS[plan]
+    shape_name = shape or shape_name
+    variants = [v.format(variant=variant) for v in variants]
+    runs = []
+    for seed in seeds or plan_seeds:
+        for corpus in corpora:
+            for v in variants:
+                extra = VARIANTS[v] if v in VARIANTS else _variant_overrides(v)
+                runs.append(Run(plan, corpus, v, seed, [*SHAPES[shape_name], *extra,
+                                                        f"train.seed={seed}",
+                                                        f"data.shuffle_seed={seed}"]))
+    reference = next((r.overrides for r in runs if r.variant.startswith("lev")), None)
+    for r in runs:
+        if r.variant == "tied-iso":
+            r.iso_reference = reference
+    return runs
+
+
+def _variant_overrides(name: str) -> list[str]:
+    """``lev+a+b``: the union of known variants' overrides (a combination)."""
+    parts = name.split("+")
+    if parts[0] != "lev" or any(f"lev-{p}" not in VARIANTS for p in parts[1:]):
+        raise SystemExit(f"unknown variant {name!r}; combine as lev+lr30+s16 from {sorted(VARIANTS)}")
+    return [o for p in parts[1:] for o in VARIANTS[f"lev-{p}"]]
+
+
+#: corpus name -> shard directory for corpora given with ``--data-dir`` (not built here).
+EXTERNAL_DATA: dict[str, Path] = {}
+
+
+def shard_path(out: Path, corpus: str) -> Path:
+    return EXTERNAL_DATA.get(corpus, out / corpus / "shards")
+
+
+def prepare_corpus(out: Path, corpus: str) -> Path:
+    """Build ``OUT/<corpus>/shards`` once (corpus -> train-only tokenizer -> shards)."""
+    if corpus in EXTERNAL_DATA:
+        return EXTERNAL_DATA[corpus]
+    root = out / corpus
+    shards = root / "shards"
+    if (shards / "manifest.json").is_file():
+        return shards
+    py = sys.executable
+    steps = [
+        [py, "data_prep/sample_corpus.py", "--corpus", corpus, str(root / "corpus")],
+        [py, "data_prep/train_tokenizer.py", "--input", str(root / "corpus"), "--output",
+         str(root / "tokenizer.json"), "--vocab-size", str(VOCAB_SIZE),
+         "--val-fraction", str(VAL_FRACTION)],
+        [py, "data_prep/shard.py", "--input", str(root / "corpus"), "--tokenizer",
+         str(root / "tokenizer.json"), "--output", str(shards), "--seq-length",
+         str(SEQ_LENGTH), "--val-fraction", str(VAL_FRACTION), "--shard-size-mb", "2",
+         "--no-progress"],
+    ]
+    for cmd in steps:
+        log.info("%s", " ".join(cmd))
+        subprocess.run(cmd, cwd=REPO, check=True)
+    return shards
+
+
+def _config_file(variant: str) -> str:
+    return "tiny_tied.yaml" if variant.startswith("tied") else (
+        "tiny_untied.yaml" if variant == "untied" else "tiny_lev.yaml")
+
+
+def _isoparametric_override(run: Run) -> list[str]:
+    """``model.ffn_hidden_size`` of the tied model matched to this shape's LEV run."""
+    if run.variant != "tied-iso":
+        return []
+    if run.iso_reference is None:
+        raise SystemExit("tied-iso needs a LEV variant in the same plan to match")
+    overrides = [o for o in run.iso_reference if not o.startswith("model.embedding")]
+    cmd = [sys.executable, "-m", "pretrain.params", "--config",
+           str(REPO / "pretrain/configs/tiny_lev.yaml"), *overrides, "--isoparametric"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    ffn = out.rsplit("model.ffn_hidden_size=", 1)[1].split()[0]
+    return [f"model.ffn_hidden_size={ffn}"]
+
+
+def save_dir(out: Path, run: Run) -> Path:
+    return out / run.plan / run.corpus / run.variant / f"seed{run.seed}"
+
+
+def _finished(path: Path, steps: int) -> bool:
+    latest = path / "latest"
+    if not latest.is_file():
+        return False
+    meta = path / latest.read_text().strip() / "meta.json"
+    return meta.is_file() and json.loads(meta.read_text())["step"] >= steps
+
+
+def train_run(out: Path, run: Run, nproc: int) -> dict:
+    """Train one run to completion (resuming if interrupted); returns its results line."""
+    path = save_dir(out, run)
+    overrides = [*run.overrides, *_isoparametric_override(run)]
+    steps = int(next(o for o in reversed(overrides) if o.startswith("train.train_steps="))
+                .split("=")[1])
+    overrides += [f"optimizer.decay_steps={steps}", f"data.path={shard_path(out, run.corpus)}",
+                  f"checkpoint.save_dir={path}", "checkpoint.resume=auto",
+                  "checkpoint.save_interval=100", "checkpoint.keep_last=1"]
+    start = time.monotonic()
+    if not _finished(path, steps):
+        path.mkdir(parents=True, exist_ok=True)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable]
+        cmd = [*launcher, "-m", "pretrain.train", "--config",
+               str(REPO / "pretrain/configs" / _config_file(run.variant)), *overrides]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        with open(path / "train.log", "a") as logf:
+            proc = subprocess.run(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                  check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{run.name} failed (exit {proc.returncode}); see {path}/train.log")
+    vals = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
+            if '"val_loss"' in line]
+    return {"plan": run.plan, "corpus": run.corpus, "variant": run.variant, "seed": run.seed,
+            "save_dir": str(path), "overrides": overrides, "steps": steps,
+            "final_subset_val_loss": vals[-1]["val_loss"] if vals else None,
+            "wall_s": round(time.monotonic() - start, 1)}
+
+
+def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: int) -> Path:
+    """``pretrain.evaluate`` with one ``--run`` group per variant; returns the report dir."""
+    report = out / plan / corpus / "report"
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        groups.setdefault(run.variant, []).append(str(save_dir(out, run)))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable]
+    cmd = [*launcher, "-m", "pretrain.evaluate", "--data", str(shard_path(out, corpus)),
+           "--output", str(report)]
+    for name, dirs in groups.items():
+        cmd += ["--run", name, *dirs]
+    with open(out / plan / corpus / "evaluate.log", "w") as logf:
+        subprocess.run(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    return report
+
+
+def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool = True) -> None:
+    """Train every run (``jobs`` at a time), log results, then evaluate per corpus."""
+    plan = runs[0].plan
+    (out / plan).mkdir(parents=True, exist_ok=True)
+    results = out / plan / "results.jsonl"
+    for corpus in sorted({r.corpus for r in runs}):
+        prepare_corpus(out, corpus)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(train_run, out, r, nproc): r for r in runs}
+        for future in concurrent.futures.as_completed(futures):
+            run = futures[future]
+            try:
+                line = future.result()
+            except RuntimeError as exc:  # one failed run must not stop the others
+                log.error("%s", exc)
+                line = {"plan": run.plan, "corpus": run.corpus, "variant": run.variant,
+                        "seed": run.seed, "error": str(exc)}
+            with results.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            if "error" not in line:
+                log.info("%s done in %.0f s: subset val loss %s", run.name, line["wall_s"],
+                         line["final_subset_val_loss"])
+    if evaluate:
+        for corpus in sorted({r.corpus for r in runs}):
+            report = evaluate_corpus(out, plan, corpus, [r for r in runs if r.corpus == corpus],
+                                     nproc=jobs)
+            log.info("%s %s: %s", plan, corpus, report / "report.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan", choices=[*PLANS, "report"])
+    parser.add_argument("--out", default="runs/study", help="runs, corpora and reports")
+    parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA,
+                        help="corpora built from packages under OUT/<corpus>/ (default: both)")
+    parser.add_argument("--data-dir", default=None,
+                        help="your own shard directory (data_prep/shard.py output) instead of "
+                             "--corpora; the tiny configs need model.vocab_size >= its vocab")
+    parser.add_argument("--variant", default="lev",
+                        help="LEV variant of confirm/compare (a name from VARIANTS, or a "
+                             "combination such as lev+lr30+s16)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="sweep: train only these variants")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the seeds")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
+                        help="override the plan's shape")
+    parser.add_argument("--steps", type=int, default=None, help="override train.train_steps")
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once")
+    parser.add_argument("--nproc", type=int, default=1, help="ranks per run")
+    parser.add_argument("--no-evaluate", action="store_true", help="train only")
+    parser.add_argument("--results", default="docs/results/lev_study",
+                        help="report: where the study's summary goes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out = Path(args.out).resolve()
+    if args.plan == "report":
+        from pretrain.study_report import write_study_report
+
+        print(write_study_report(out, Path(args.results)))
+        return 0
+    corpora = args.corpora
+    if args.data_dir:
+        name = Path(args.data_dir).resolve().name
+        EXTERNAL_DATA[name] = Path(args.data_dir).resolve()
+        corpora = [name]
+    runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape)
+    if args.variants:
+        runs = [r for r in runs if r.variant in args.variants]
+    if args.steps:
+        for r in runs:
+            r.overrides.append(f"train.train_steps={args.steps}")
+    run_plan(out, runs, args.jobs, args.nproc, evaluate=not args.no_evaluate)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The study/compare runner's plans: what a seed changes, what a variant is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from megatron_patches.lev_embedding import LEVEmbedding
+from pretrain.config import load_config
+from pretrain.sampler import SampleOrder
+from pretrain.study import REPO, plan_runs
+from tests.workers.lev_cases import tiny_transformer_config
+
+
+def _config(run):
+    return load_config(REPO / "pretrain/configs/tiny_lev.yaml", run.overrides)
+
+
+def test_a_seed_sets_both_the_init_seed_and_the_data_order_seed():
+    runs = [r for r in plan_runs("confirm", ["wordnet"]) if r.variant == "tied"]
+    configs = [_config(r) for r in runs]
+    assert [r.seed for r in runs] == [1, 2, 3]
+    assert [c.train.seed for c in configs] == [1, 2, 3]
+    assert [c.data.shuffle_seed for c in configs] == [1, 2, 3]
+
+
+def test_different_seeds_give_different_lev_weights_and_sample_orders():
+    one, two = (_config(r) for r in plan_runs("confirm", ["wordnet"], seeds=[1, 2])
+                if r.variant == "lev")
+    levs = [LEVEmbedding(tiny_transformer_config(), vocab_size=300, num_coords=2, seed_dim=4,
+                         grid_size=5, num_modes=8, init_seed=c.train.seed) for c in (one, two)]
+    assert not torch.equal(levs[0].codebooks, levs[1].codebooks)
+    orders = [SampleOrder(1000, c.data.shuffle_seed).sample_ids(0, 1000) for c in (one, two)]
+    assert sorted(orders[0].tolist()) == sorted(orders[1].tolist()) == list(range(1000))
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_every_run_of_a_comparison_shares_the_shape_and_differs_only_by_variant():
+    runs = plan_runs("compare", ["shakespeare"], seeds=[1])
+    assert [r.variant for r in runs] == ["lev", "tied", "tied-iso", "untied"]
+    configs = {r.variant: _config(r) for r in runs}
+    assert {c.model.embedding for c in configs.values()} == {"lev", "tied", "untied"}
+    assert len({(c.model.hidden_size, c.model.num_layers, c.train.train_steps)
+                for c in configs.values()}) == 1
+    iso = next(r for r in runs if r.variant == "tied-iso")
+    assert iso.iso_reference == next(r for r in runs if r.variant == "lev").overrides
+
+
+def test_combined_variants_are_the_union_of_their_parts():
+    (run, *_), = [plan_runs("confirm", ["shakespeare"], "lev+lr30+s16", seeds=[1])]
+    config = _config(run)
+    assert config.lev.lr_mult == 30 and config.lev.seed_dim == 16
+    with pytest.raises(SystemExit, match="unknown variant"):
+        plan_runs("confirm", ["shakespeare"], "lev+nope")
