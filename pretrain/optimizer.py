@@ -37,7 +37,8 @@ def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig) -> AdamW:
     marked ``no_weight_decay`` (LEV's multiplicative factors).
 
     A parameter's ``lr_mult`` attribute (LEV's ``lev.lr_mult``) puts it in a group whose
-    learning rate is that multiple of ``opt.lr``; the scheduler scales every group alike.
+    learning rate is that multiple of ``opt.lr`` (and whose weight decay is divided by it,
+    so the decay per step stays that of the base lr); the scheduler scales every group alike.
     The first group is always the plain decayed one, so ``param_groups[0]["lr"]`` is the
     schedule's value.
     """
@@ -46,7 +47,9 @@ def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig) -> AdamW:
         if p.requires_grad:
             exempt = p.dim() < 2 or getattr(p, "no_weight_decay", False)
             groups.setdefault((not exempt, float(getattr(p, "lr_mult", 1.0))), []).append(p)
-    param_groups = [{"params": params, "weight_decay": opt.weight_decay if decay else 0.0,
+    # torch's AdamW decays by lr * weight_decay per step; dividing by the multiplier keeps
+    # the decay per step that of the base lr, so lr_mult speeds up learning, not shrinking.
+    param_groups = [{"params": params, "weight_decay": opt.weight_decay / mult if decay else 0.0,
                      "lr": opt.lr * mult}
                     for (decay, mult), params in groups.items() if params or mult == 1.0]
     return AdamW(param_groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)

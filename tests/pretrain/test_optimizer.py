@@ -21,3 +21,40 @@ def test_the_step_count_is_kept_in_every_param_group_for_elastic_zero_checkpoint
     optimizer.step()
     optimizer.step()
     assert [g["step"] for g in optimizer.param_groups] == [2, 2]
+
+
+def test_an_lr_multiplier_gets_its_own_group_with_the_decay_per_step_unchanged():
+    lev = build_lev()
+    for p in (lev.codebooks, lev.mode_weights):
+        p.lr_mult = 10.0
+    groups = build_optimizer(lev, OptimizerConfig(lr=1e-3, weight_decay=0.1)).param_groups
+    assert groups[0]["lr"] == 1e-3 and groups[0]["weight_decay"] == 0.1  # the schedule's group
+    group_of = {id(p): g for g in groups for p in g["params"]}
+    fast = group_of[id(lev.codebooks)]
+    assert fast["lr"] == 1e-2 and fast["weight_decay"] * fast["lr"] == 0.1 * 1e-3
+    assert group_of[id(lev.mode_weights)]["lr"] == 1e-2  # not decayed, also fast
+    assert group_of[id(lev.projection)]["lr"] == 1e-3
+
+
+def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import json\n"
+        "from pretrain.config import load_config\n"
+        "from pretrain.distributed import destroy_distributed, init_distributed\n"
+        "from pretrain.model import build_model\n"
+        "c = load_config('pretrain/configs/tiny_lev.yaml', ['lev.lr_mult=30'])\n"
+        "init_distributed(1, 1)\n"
+        "lev = build_model(c).embedding.word_embeddings\n"
+        "print(json.dumps({n: getattr(p, 'lr_mult', None) for n, p in lev.named_parameters()}))\n"
+        "destroy_distributed()\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    mults = json.loads(out.stdout.strip().splitlines()[-1])
+    assert mults == {"codebooks": 30.0, "mode_weights": 30.0, "projection": None}
