@@ -305,7 +305,8 @@ def _plots(out: Path, summary: dict[str, Any], groups: dict[str, list[dict[str, 
         ax.set_ylabel("loss")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # no curves without metrics.jsonl
+            ax.legend()
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png", dpi=90)
     plt.close(fig)

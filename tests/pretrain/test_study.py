@@ -53,3 +53,39 @@ def test_combined_variants_are_the_union_of_their_parts():
     assert config.lev.lr_mult == 30 and config.lev.seed_dim == 16
     with pytest.raises(SystemExit, match="unknown variant"):
         plan_runs("confirm", ["shakespeare"], "lev+nope")
+
+
+def _evaluated(ppl: float, seed: int, embedding: str, params: int) -> dict:
+    import math
+
+    loss = math.log(ppl)
+    tokens = (0, 4000, 4000)
+    return {"embedding": embedding, "seed": seed, "ppl": ppl, "loss": loss, "step": 10,
+            "tokens_per_step": 100, "save_dir": "/nonexistent", "tokens": sum(tokens),
+            "params": params, "bucket_tokens": list(tokens),
+            "bucket_loss_sum": [t * (loss + 0.1 * k) for k, t in enumerate(tokens)]}
+
+
+def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tmp_path):
+    from pretrain.buckets import frequency_buckets
+    from pretrain.report import write_report
+    from pretrain.study_report import write_study_report
+
+    spec = frequency_buckets(np.array([0, 1, 1, 9, 9]), num_buckets=2)
+    out = tmp_path / "runs"
+    for corpus in ("shakespeare", "wordnet"):
+        write_report(out / "sweep" / corpus / "report",
+                     {"lev": [_evaluated(90, 1, "lev", 1000)],
+                      "tied": [_evaluated(100, 1, "tied", 990)],
+                      "lev-lr30": [_evaluated(80, 1, "lev", 1000)]}, spec, "data")
+        write_report(out / "confirm" / corpus / "report",
+                     {"lev-lr30": [_evaluated(p, s, "lev", 1000) for s, p in ((1, 80), (2, 82))],
+                      "tied": [_evaluated(p, s, "tied", 990) for s, p in ((1, 100), (2, 101))],
+                      "tied-iso": [_evaluated(p, s, "tied", 1001) for s, p in ((1, 99), (2, 98))]},
+                     spec, "data")
+    page = write_study_report(out, tmp_path / "results").read_text()
+    assert "| lev-lr30 | 1,000 | 80.00 | -20.0 % |" in page
+    assert "| tied-iso | **" in page and "yes" in page
+    assert "lev-lr30 reaches" in page or "no val_loss records" in page
+    assert (tmp_path / "results" / "wordnet_confirmation" / "report.md").is_file()
+    assert "| wordnet | small (confirm) | lev-lr30 | 2 |" in page
