@@ -140,6 +140,15 @@ def shard_path(out: Path, corpus: str) -> Path:
     return EXTERNAL_DATA.get(corpus, out / corpus / "shards")
 
 
+def data_overrides(shards: Path) -> list[str]:
+    """``model.vocab_size`` (padded to a multiple of 128) and ``model.seq_length`` of the
+    tiny configs, set from a user's shard manifest, so any tokenizer's shards compare."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    vocab = manifest["tokenizer"]["vocab_size"]
+    return [f"model.vocab_size={-(-vocab // 128) * 128}",
+            f"model.seq_length={manifest['seq_length']}"]
+
+
 def prepare_corpus(out: Path, corpus: str) -> Path:
     """Build ``OUT/<corpus>/shards`` once (corpus -> train-only tokenizer -> shards)."""
     if corpus in EXTERNAL_DATA:
@@ -310,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         EXTERNAL_DATA[name] = Path(args.data_dir).resolve()
         corpora = [name]
     runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape)
+    for r in runs:
+        r.overrides += data_overrides(shard_path(out, r.corpus)) if r.corpus in EXTERNAL_DATA else []
     if args.variants:
         runs = [r for r in runs if r.variant in args.variants]
     if args.steps:

@@ -89,3 +89,10 @@ def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tm
     assert "lev-lr30 reaches" in page or "no val_loss records" in page
     assert (tmp_path / "results" / "wordnet_confirmation" / "report.md").is_file()
     assert "| wordnet | small (confirm) | lev-lr30 | 2 |" in page
+
+
+def test_your_own_shards_set_the_vocabulary_and_sequence_length_of_the_comparison(shard_dir):
+    from pretrain.study import data_overrides
+
+    # The fixture's tokenizer has 384 ids (a multiple of 128) and seq_length 32.
+    assert data_overrides(shard_dir) == ["model.vocab_size=384", "model.seq_length=32"]
