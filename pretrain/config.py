@@ -29,6 +29,7 @@ __all__ = [
     "OptimizerConfig",
     "ParallelConfig",
     "TrainConfig",
+    "WatchdogConfig",
     "config_to_dict",
     "load_config",
 ]
@@ -284,6 +285,31 @@ class CheckpointConfig:
 
 
 @dataclass(kw_only=True, slots=True)
+class WatchdogConfig:
+    """Hang detection (``pretrain/watchdog.py``): a rank that spends longer than a section's
+    timeout in it logs the lagging ranks and exits 77; 0 disables a section's timeout.
+    Defaults are NVIDIA Resiliency Extension's / Megatron Bridge's section timeouts."""
+
+    setup_timeout_s: float = 600.0
+    """Set-up: process group, data, model, engine, checkpoint load, and the first step."""
+    step_timeout_s: float = 180.0
+    """One optimizer step (all micro-batches), after the first."""
+    save_timeout_s: float = 420.0
+    """One checkpoint save."""
+    eval_timeout_s: float = 600.0
+    """One validation pass."""
+
+    def __post_init__(self) -> None:
+        for name in ("setup_timeout_s", "step_timeout_s", "save_timeout_s", "eval_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"watchdog.{name}={getattr(self, name)} must be >= 0 (0: off)")
+
+    def timeouts(self) -> dict[str, float]:
+        return {"setup": self.setup_timeout_s, "step": self.step_timeout_s,
+                "save": self.save_timeout_s, "eval": self.eval_timeout_s}
+
+
+@dataclass(kw_only=True, slots=True)
 class Config:
     """The whole run."""
 
@@ -294,6 +320,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def __post_init__(self) -> None:
         tp, m = self.parallel.tensor_parallel, self.model

@@ -29,8 +29,15 @@ class ExitCode(enum.IntEnum):
     NON_FINITE = 3
     """Too many consecutive non-finite losses; see the log for the last good checkpoint."""
     REQUEUE = 75
-    """Stopped early by SIGUSR1/SIGTERM or train.exit_duration_mins after saving a
-    checkpoint; relaunching resumes exactly (EX_TEMPFAIL)."""
+    """Stopped early by SIGUSR1/SIGTERM/SIGINT or train.exit_duration_mins after saving a
+    checkpoint of new progress; relaunching resumes exactly (EX_TEMPFAIL)."""
+    NO_PROGRESS = 76
+    """Stopped by a signal before any training step of this run (during set-up): nothing
+    new to save. Relaunching resumes from the same checkpoint; a launcher that sees this
+    several times in a row must stop relaunching (the signal comes before training can)."""
+    HUNG = 77
+    """The watchdog found no progress within a section's timeout (a stuck collective or
+    filesystem, a stopped rank); the log names the section and the lagging ranks."""
 
 
 class StopReason(enum.IntEnum):
@@ -42,14 +49,15 @@ class StopReason(enum.IntEnum):
 
 
 class StopController:
-    """Records SIGUSR1/SIGTERM and the time budget; agrees on stopping across ranks.
+    """Records SIGUSR1/SIGTERM/SIGINT and the time budget; agrees on stopping across ranks.
 
     Create it first thing in the process: a signal that arrives during imports, model
     building or checkpoint loading is then recorded instead of killing the rank, and the
     time budget counts from process start, as the scheduler's limit does.
     """
 
-    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+    # SIGINT: Ctrl-C of an interactive torchrun reaches every worker; save like TERM.
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, exit_duration_mins: float = 0.0) -> None:
         self._start = time.monotonic()

@@ -2,7 +2,8 @@
 
 The same command runs under torchrun, srun and mpiexec (see pretrain/distributed.py).
 Exit codes are :class:`pretrain.stopping.ExitCode`: 0 finished, 75 saved after a
-signal or time budget (relaunch to resume), 2 config/data error, 3 non-finite loss.
+signal or time budget (relaunch to resume), 76 signalled before any step (nothing new to
+save), 77 hang detected by the watchdog, 2 config/data error, 3 non-finite loss.
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     # preemption signal from then on is recorded and honoured, not fatal.
     stopper = StopController()
 
+    from pathlib import Path
+
     from pretrain.checkpoint import CheckpointMismatchError
     from pretrain.config import ConfigError, load_config
     from pretrain.data import DataMismatchError, ShardsNotFoundError
-    from pretrain.distributed import destroy_distributed
+    from pretrain.distributed import destroy_distributed, detect_rank_layout
     from pretrain.trainer import NonFiniteLossError, Trainer
+    from pretrain.watchdog import Watchdog
 
     user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, CheckpointMismatchError)
     trainer = None
     try:
         config = load_config(args.config, args.overrides)
         stopper.set_time_budget(config.train.exit_duration_mins)
-        trainer = Trainer(config, stopper)
+        watchdog = Watchdog(config.watchdog.timeouts(),
+                            Path(config.checkpoint.save_dir) / ".heartbeats",
+                            rank=detect_rank_layout().rank).start()
+        watchdog.enter("setup")
+        trainer = Trainer(config, stopper, watchdog)
         trainer.setup()
         return int(trainer.train())
     except user_errors as exc:

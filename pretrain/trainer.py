@@ -29,6 +29,7 @@ from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
 from pretrain.schedule import lr_at
 from pretrain.stopping import ExitCode, StopController, StopReason
+from pretrain.watchdog import Watchdog
 
 __all__ = ["NonFiniteLossError", "Trainer", "build_engine", "deepspeed_config"]
 
@@ -96,9 +97,12 @@ def build_engine(config: Config, dp_size: int):
 class Trainer:
     """One training run of ``config`` on the processes of the current launcher."""
 
-    def __init__(self, config: Config, stopper: StopController | None = None) -> None:
+    def __init__(self, config: Config, stopper: StopController | None = None,
+                 watchdog: Watchdog | None = None) -> None:
         self.config = config
         self.stopper = stopper or StopController(config.train.exit_duration_mins)
+        # Untimed unless the entrypoint passes a started one (pretrain/watchdog.py).
+        self.watchdog = watchdog or Watchdog({}, None, rank=0)
         self.step = 0
         self.consumed_samples = 0
         self.engine = None
@@ -272,10 +276,14 @@ class Trainer:
         bad_steps = 0
         if self.stopper.agreed_reason() == StopReason.SIGNAL:
             # Signalled during set-up: nothing new to save (fresh start or just resumed).
-            log.warning("%s during set-up: exiting at step %d without training",
-                        self.stopper.signal_name, self.step)
-            return ExitCode.REQUEUE
+            log.warning("%s during set-up: exiting at step %d without training (exit %d)",
+                        self.stopper.signal_name, self.step, ExitCode.NO_PROGRESS)
+            return ExitCode.NO_PROGRESS
+        first_step = self.step + 1
         while self.step < c.train_steps:
+            # The first step (kernel warm-up, lazy allocations) is timed as set-up.
+            self.watchdog.enter("setup" if self.step + 1 == first_step else "step",
+                                step=self.step + 1)
             record = self.train_step()
             interval_steps += 1
             if math.isfinite(record["loss"]) and not record["skipped"]:
@@ -301,16 +309,20 @@ class Trainer:
             if reason != StopReason.NONE and self.step < c.train_steps:
                 log.warning("stopping at step %d (%s); saving", self.step,
                             self.stopper.signal_name or reason.name.lower())
+                self.watchdog.enter("save", step=self.step)
                 self.save()
                 return ExitCode.REQUEUE
             if c.eval_interval and self.step % c.eval_interval == 0:
+                self.watchdog.enter("eval", step=self.step)
                 self._log_eval()
                 interval_start = time.monotonic()  # keep eval time out of tokens/s
             interval = self.config.checkpoint.save_interval
             if interval and self.step % interval == 0 and self.step < c.train_steps:
+                self.watchdog.enter("save", step=self.step)
                 self.save()
                 interval_start = time.monotonic()
         if self.last_saved_step != self.step:
+            self.watchdog.enter("save", step=self.step)
             self.save()
         return ExitCode.FINISHED
 
@@ -340,7 +352,8 @@ class Trainer:
                      record["val_loss"], record["val_ppl"], record["val_tokens"])
 
     def close(self) -> None:
-        """Release the loader thread, files and signal handlers."""
+        """Release the watchdog, the loader thread, files and signal handlers."""
+        self.watchdog.stop()
         if self.train_iter is not None:
             self.train_iter.close()
         if self.metrics is not None:

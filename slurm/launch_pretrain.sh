@@ -1,13 +1,21 @@
 #!/bin/bash
 # Shared launcher of the pretraining sbatch files (pretrain_lev_1b2.sh, pretrain_tied_1b2.sh):
-# one `srun` rank per GPU running `python -m pretrain.train`, auto-resume, and a self-requeue
-# when the training saved and stopped early (exit 75: preemption / time-limit signal).
+# one `srun` rank per GPU running `python -m pretrain.train`, auto-resume, requeues when the
+# run should continue, and no requeue when it should not (slurm/README.md, "How a job stops").
 #
-# Runs as (exec'd by) the batch shell, so `#SBATCH --signal=B:USR1@600` and
-# `scancel --signal=USR1 --batch JOB` signal *this* process. It forwards USR1/TERM to srun,
-# srun delivers them to every training process, those finish the step, save and exit 75,
-# and this script runs `scontrol requeue`. The requeued run resumes from the newest
-# checkpoint (checkpoint.resume=auto). Exit 0 ends the job; any other code fails it.
+# Runs as (exec'd by) the batch shell, so `#SBATCH --signal=B:USR1@600`, `scancel --batch`
+# and `scancel` reach *this* process. What it does with each (the training saves on USR1,
+# TERM and INT alike and exits 75, or 76 when it had not taken a step yet):
+#   USR1 (time limit, `scancel --signal=USR1 --batch`)  -> forwards USR1 -> save -> requeue
+#   TERM/INT to this shell (`scancel`, `--signal=TERM --batch`) -> forwards USR1 (a TERM to
+#        srun becomes SIGKILL for every task) -> save -> no requeue; the job ends CANCELLED
+#   nothing here, ranks exit 75 (Slurm preemption TERMs the steps only; the time budget)
+#        -> requeue
+#   exit 76 (signalled during set-up, no step taken) -> requeue, at most
+#        MAX_NO_PROGRESS_RESTARTS times in a row, then the job fails saying why
+#   a crash or hang (any other code but 0, 2, 3) -> requeue if a newer checkpoint was
+#        written during this run, at most MAX_FAILURE_RETRIES times per job
+# Exit 0 ends the job; 2 (config/data) and 3 (non-finite loss) are never retried.
 #
 # Environment (all optional except where the sbatch file sets a default):
 #   CONFIG           YAML config (the sbatch file sets it)
@@ -25,7 +33,10 @@
 #   MASTER_ADDR, MASTER_PORT   default: first node of the allocation, 20000 + job id % 12000
 #   SRUN_ARGS        extra srun options (word-split), e.g. "--cpu-bind=cores"
 #   SRUN_WAIT_S      after the first rank exits, kill the others after this many seconds
-#                    (a crashed rank otherwise leaves its peers blocked in NCCL); default 600
+#                    (a crashed rank otherwise leaves its peers blocked in NCCL); default 60
+#   MAX_NO_PROGRESS_RESTARTS  requeues in a row without a training step (exit 76); default 2
+#   MAX_FAILURE_RETRIES       requeues of one job after a crash or hang that followed a new
+#                    checkpoint; default 2
 #   ALLOW_LOCAL_SAVE_DIR=1     accept a SAVE_DIR under /tmp, /dev/shm, $TMPDIR, ... (tests,
 #                    a one-node local Slurm); a requeued job may land on another node
 #   DRY_RUN=1        print the srun command line and exit 0
@@ -35,7 +46,6 @@ set -uo pipefail  # not -e: the training's exit code decides what happens next
 # editing this file while jobs run (bash otherwise reads scripts as it goes) cannot change them.
 {
 
-REQUEUE_EXIT_CODE=75  # pretrain.stopping.ExitCode.REQUEUE
 say() { echo "launch_pretrain: $*"; }
 fail() { echo "launch_pretrain: error: $*" >&2; exit "${2:-2}"; }
 
@@ -44,21 +54,23 @@ fail() { echo "launch_pretrain: error: $*" >&2; exit "${2:-2}"; }
 # `wait` below returns as soon as a trapped signal arrives, so the handler only records it
 # and forwards it; the loop then keeps waiting for srun's real exit code.
 step_pid=""
-forwarded=""   # last signal forwarded to the training, e.g. USR1
+received=""    # last signal this shell received: USR1 (save + requeue), TERM/INT (save + stop)
 interrupted=0
 # shellcheck disable=SC2317  # invoked by the traps
 forward() {
-  forwarded=$1
+  received=$1
   interrupted=1
   if [ -n "$step_pid" ]; then
-    say "got SIG$1: forwarding it to the training (srun pid $step_pid); it saves and exits $REQUEUE_EXIT_CODE"
-    kill -s "$1" "$step_pid" 2>/dev/null || true
+    # Always USR1: srun turns a TERM it receives into SIGKILL for every task.
+    say "got SIG$1: asking every rank to save and stop (USR1 to srun pid $step_pid)"
+    kill -s USR1 "$step_pid" 2>/dev/null || true
   else
     say "got SIG$1 before the training started"
   fi
 }
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM
+trap 'forward INT' INT
 
 # ------------------------------------------------------------------ paths
 REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -145,8 +157,10 @@ OVERRIDES+=("$@")  # arguments of the sbatch file win
 # shellcheck disable=SC2206
 SRUN_EXTRA=(${SRUN_ARGS:-})
 # --kill-on-bad-exit=0: every rank exits 75 after a save, and killing the slower ones on the
-# first 75 would turn srun's exit code into 137. --wait bounds a crashed rank's aftermath.
-CMD=(srun --kill-on-bad-exit=0 --wait="${SRUN_WAIT_S:-600}" "${SRUN_EXTRA[@]}"
+# first 75 would turn srun's exit code into 137. --wait ends the others SRUN_WAIT_S after the
+# first rank exits: ranks that saved exit together, a crashed rank's peers would otherwise
+# wait in a collective for NCCL's timeout (10 min and more).
+CMD=(srun --kill-on-bad-exit=0 --wait="${SRUN_WAIT_S:-60}" "${SRUN_EXTRA[@]}"
      "$PYTHON" -m pretrain.train --config "$CONFIG"
      "data.path=$DATA_DIR" "checkpoint.save_dir=$SAVE_DIR" checkpoint.resume=auto
      "${OVERRIDES[@]}")
@@ -158,6 +172,16 @@ say "$(date -u +%FT%TZ) ${CMD[*]}"
 if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
 cd "$REPO_DIR" || fail "cannot cd to REPO_DIR=$REPO_DIR"
 
+# Counters that must survive a requeue live next to the checkpoints, per job id: a new
+# sbatch of the same run starts counting afresh.
+STATE_DIR="$SAVE_DIR/.launcher/job-${SLURM_JOB_ID:-local}"
+mkdir -p "$STATE_DIR" || fail "cannot create $STATE_DIR (is SAVE_DIR writable?)"
+counter() { cat "$STATE_DIR/$1" 2>/dev/null || echo 0; }
+set_counter() { echo "$2" > "$STATE_DIR/$1"; }
+MAX_NO_PROGRESS_RESTARTS=${MAX_NO_PROGRESS_RESTARTS:-2}
+MAX_FAILURE_RETRIES=${MAX_FAILURE_RETRIES:-2}
+newest_checkpoint() { cat "$SAVE_DIR/latest" 2>/dev/null || echo none; }
+
 requeue() {
   if [ -z "${SLURM_JOB_ID:-}" ]; then
     say "not a Slurm job: run this again to resume from $SAVE_DIR"
@@ -166,15 +190,24 @@ requeue() {
   else
     echo "launch_pretrain: error: scontrol requeue $SLURM_JOB_ID failed (job cancelled, submitted with --no-requeue, or JobRequeue=0?); submit again with the same SAVE_DIR to resume" >&2
   fi
-  exit "$REQUEUE_EXIT_CODE"
+  exit "$1"
 }
 
-if [ -n "$forwarded" ]; then  # signalled within a second of the start: see the note below
-  echo "launch_pretrain: error: got SIG$forwarded before the training started; not starting it." \
+stop_on_request() {
+  say "stopped on request (SIG$received to the batch shell) at checkpoint $(newest_checkpoint);" \
+      "not requeueing. Submit again with SAVE_DIR=$SAVE_DIR to resume"
+  # End as CANCELLED, like a plain scancel (which it usually was); no-op if it already is.
+  if [ -n "${SLURM_JOB_ID:-}" ]; then scancel "$SLURM_JOB_ID" 2>/dev/null || true; fi
+  exit 0
+}
+
+if [ -n "$received" ]; then  # signalled within a second of the start: see the note below
+  echo "launch_pretrain: error: got SIG$received before the training started; not starting it." \
        "Submit again to resume from $SAVE_DIR (is --time shorter than the --signal lead?)" >&2
   exit 1
 fi
 
+checkpoint_at_start=$(newest_checkpoint)
 "${CMD[@]}" &
 step_pid=$!
 while :; do
@@ -191,19 +224,48 @@ case "$rc" in
   0)
     say "finished: train_steps reached, final checkpoint in $SAVE_DIR"
     exit 0 ;;
-  "$REQUEUE_EXIT_CODE")
-    requeue ;;
+  75)  # saved after progress
+    set_counter no_progress 0
+    if [ "$received" = TERM ] || [ "$received" = INT ]; then stop_on_request; fi
+    requeue 75 ;;
+  76)  # signalled before a step: nothing new saved
+    if [ "$received" = TERM ] || [ "$received" = INT ]; then stop_on_request; fi
+    n=$(( $(counter no_progress) + 1 ))
+    set_counter no_progress "$n"
+    if [ "$n" -gt "$MAX_NO_PROGRESS_RESTARTS" ]; then
+      echo "launch_pretrain: error: $n restarts in a row stopped before a single training step" \
+           "(signalled during set-up every time: is --time shorter than the --signal lead plus" \
+           "start-up?); not requeueing again (MAX_NO_PROGRESS_RESTARTS=$MAX_NO_PROGRESS_RESTARTS)." \
+           "The newest checkpoint ($(newest_checkpoint)) is intact: fix the cause and submit again" >&2
+      exit 76
+    fi
+    say "no step taken in this run ($n of $MAX_NO_PROGRESS_RESTARTS such restarts in a row allowed)"
+    requeue 76 ;;
+  2|3)
+    echo "launch_pretrain: error: training failed with exit code $rc (2: config/data error," \
+         "3: non-finite loss; see the log above); never retried" >&2
+    exit "$rc" ;;
 esac
-if [ -n "$forwarded" ] && [ "$rc" -gt 128 ]; then
-  # The signal ended the ranks before pretrain.train installed its handler (still importing
-  # or loading). Not requeued on purpose: with --time shorter than the --signal lead every
-  # run would be signalled at start-up and requeue forever without a single step.
-  echo "launch_pretrain: error: the forwarded SIG$forwarded ended the training before it could" \
+if [ -n "$received" ] && [ "$rc" -gt 128 ]; then
+  # The signal ended the ranks before pretrain.train installed its handler (still importing).
+  echo "launch_pretrain: error: the forwarded SIG$received ended the training before it could" \
        "save (during start-up). The last checkpoint in $SAVE_DIR is intact: submit again to" \
        "resume. If this happens at every start, --time is shorter than the --signal lead." >&2
   exit "$rc"
 fi
-echo "launch_pretrain: error: training failed with exit code $rc (2: config/data error," \
-     "3: non-finite loss, 1: other; see the log above); not requeueing" >&2
+# A crash (a rank died: the others were ended by srun --wait) or a hang (77: the watchdog).
+checkpoint_now=$(newest_checkpoint)
+retries=$(counter failure_retries)
+if [ "$checkpoint_now" != "$checkpoint_at_start" ] && [ "$retries" -lt "$MAX_FAILURE_RETRIES" ]; then
+  set_counter failure_retries $((retries + 1))
+  echo "launch_pretrain: error: training failed with exit code $rc (77: hang detected, 1: error," \
+       ">128: killed; see the log above) after writing $checkpoint_now; retry $((retries + 1))" \
+       "of $MAX_FAILURE_RETRIES from it" >&2
+  requeue "$rc"
+fi
+why="no new checkpoint since this run started (at $checkpoint_at_start)"
+[ "$checkpoint_now" != "$checkpoint_at_start" ] && why="already retried $retries times (MAX_FAILURE_RETRIES=$MAX_FAILURE_RETRIES)"
+echo "launch_pretrain: error: training failed with exit code $rc (77: hang detected, 1: error," \
+     ">128: killed; see the log above); not retrying: $why" >&2
 exit "$rc"
 }

@@ -107,15 +107,23 @@ class LocalSlurm:
         cred_expire: job credential lifetime in seconds, which is also how long a requeued
             job waits before it may start again (Slurm's default is 120). Long enough for
             slurmd to accept a step launch on a loaded machine, short enough for tests.
+        preemption: two partitions on the node instead of one: ``low`` (the default,
+            PriorityTier 1) and ``high`` (PriorityTier 2), with
+            ``PreemptType=preempt/partition_prio`` and ``PreemptMode=REQUEUE``: a job
+            submitted to ``high`` that needs the CPUs of a ``low`` job preempts it (TERM,
+            ``grace_time`` seconds, then KILL) and Slurm requeues the preempted job.
+        grace_time: seconds a preempted job has between TERM and KILL.
     """
 
     def __init__(self, directory: str | os.PathLike, cpus: int = 8, start_timeout: float = 60.0,
-                 cred_expire: int = 10):
+                 cred_expire: int = 10, preemption: bool = False, grace_time: int = 30):
         if cpus < 1:
             raise ValueError(f"`cpus`={cpus} must be >= 1 (it is the CPU count the node declares)")
         if cred_expire < 1:
             raise ValueError(f"`cred_expire`={cred_expire} must be >= 1 second (Slurm's default is 120)")
         self.cred_expire = cred_expire
+        self.preemption = preemption
+        self.grace_time = grace_time
         self.dir = Path(directory).resolve()
         self.cpus = cpus
         self.start_timeout = start_timeout
@@ -238,6 +246,18 @@ class LocalSlurm:
             raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {out.returncode}): {out.stderr.strip()}")
         return int(out.stdout.strip().split(";")[0])
 
+    def release(self, job_id: int) -> None:
+        """Let a job submitted with ``--hold`` start (``scontrol release``)."""
+        self._client("scontrol", "release", str(job_id))
+
+    def sbatch_wrap(self, command: str, *options: str) -> int:
+        """Submit the shell ``command`` (``sbatch --wrap``) and return its job id."""
+        cmd = ["sbatch", "--parsable", *options, "--wrap", command]
+        out = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {out.returncode}): {out.stderr.strip()}")
+        return int(out.stdout.strip().split(";")[0])
+
     def job_info(self, job_id: int) -> dict[str, str]:
         """``scontrol show job`` as a dict (JobState, Restarts, ExitCode, StdOut, ...)."""
         out = self._client("scontrol", "show", "job", "-o", str(job_id))
@@ -350,14 +370,26 @@ class LocalSlurm:
             "SlurmdParameters=config_overrides",
             "ReturnToService=2",
             "JobRequeue=1",
-            "KillWait=2",
+            # TERM -> KILL delay of a cancelled job: time for the ranks to save (default 30).
+            "KillWait=10",
             "MinJobAge=3600",  # finished jobs stay visible to `scontrol show job` for an hour
             "InactiveLimit=0",
             "SlurmdTimeout=300",
             f"NodeName={self.nodename} NodeAddr=127.0.0.1 CPUs={self.cpus} Sockets=1 "
             f"CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} State=UNKNOWN",
-            f"PartitionName=debug Nodes={self.nodename} Default=YES MaxTime=INFINITE State=UP",
         ]
+        if self.preemption:
+            lines += [
+                "PreemptType=preempt/partition_prio",
+                "PreemptMode=REQUEUE",
+                f"PartitionName=low Nodes={self.nodename} Default=YES MaxTime=INFINITE "
+                f"State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime={self.grace_time}",
+                f"PartitionName=high Nodes={self.nodename} MaxTime=INFINITE State=UP "
+                "PriorityTier=2 PreemptMode=OFF",
+            ]
+        else:
+            lines.append(f"PartitionName=debug Nodes={self.nodename} Default=YES "
+                         "MaxTime=INFINITE State=UP")
         self.conf.write_text("\n".join(lines) + "\n")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
@@ -400,7 +432,8 @@ class LocalSlurm:
     def _node_idle(self) -> bool:
         out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env,
                              capture_output=True, text=True, timeout=30)
-        return out.returncode == 0 and out.stdout.strip() == "idle"
+        # One line per partition the node is in (two with preemption).
+        return out.returncode == 0 and set(out.stdout.split()) == {"idle"}
 
     def _wait_for(self, ready, what: str) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -427,8 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=os.environ.get(_MARKER, "/tmp/lev-local-slurm"),
                         help="cluster directory (default: $LEV_LOCAL_SLURM_DIR or /tmp/lev-local-slurm)")
     parser.add_argument("--cpus", type=int, default=8, help="CPUs the node declares (default 8)")
+    parser.add_argument("--preemption", action="store_true",
+                        help="partitions low (default) and high; high preempts low (REQUEUE)")
+    parser.add_argument("--grace-time", type=int, default=30,
+                        help="seconds between a preempted job's TERM and KILL (default 30)")
     args = parser.parse_args(argv)
-    cluster = LocalSlurm(args.dir, cpus=args.cpus)
+    cluster = LocalSlurm(args.dir, cpus=args.cpus, preemption=args.preemption,
+                         grace_time=args.grace_time)
     if args.command == "start":
         try:
             cluster.start()

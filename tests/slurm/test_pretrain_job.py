@@ -141,7 +141,7 @@ def test_usr1_before_time_limit_saves_requeues_and_resumes_bit_for_bit(
     assert state == "COMPLETED", text[-6000:]
     assert job.slurm.requeue_count(job.id) == 1, text[-6000:]
     # The signal travelled batch shell -> srun -> every rank, which saved before the last step.
-    assert "got SIGUSR1: forwarding it to the training" in text
+    assert "got SIGUSR1: asking every rank to save and stop" in text
     for rank in (0, 1):
         assert f"[rank {rank}] WARNING pretrain.stopping: received SIGUSR1" in text, text[-6000:]
     assert "training exited with code 75" in text
@@ -181,7 +181,7 @@ def test_bad_config_fails_once_with_the_error_in_the_log(jobs: dict[str, Job]) -
     assert job.slurm.requeue_count(job.id) == 0
     assert job.slurm.job_info(job.id)["ExitCode"] == "2:0"
     assert "ConfigError: model.hidden_size=32 is not divisible by model.num_attention_heads=5" in text
-    assert "training failed with exit code 2" in text and "not requeueing" in text
+    assert "training failed with exit code 2" in text and "never retried" in text
 
 
 def test_every_srun_rank_gets_rank_local_rank_and_world_sizes(jobs: dict[str, Job]) -> None:
