@@ -79,6 +79,36 @@ def _sweep_section(sweep: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _sweep_plot(sweep: dict[str, dict[str, Any]], path: Path) -> None:
+    """Bars: each variant's overall ppl change vs tied, one colour per corpus."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = sorted(sweep)
+    labels = [lb for lb in sweep[corpora[0]]["labels"] if lb != "tied"]
+    width = 0.8 / len(corpora)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for j, corpus in enumerate(corpora):
+        groups = sweep[corpus]["summary"]["groups"]
+        tied = groups["tied"]["ppl_mean"]
+        values = [100 * (groups[lb]["ppl_mean"] / tied - 1) if lb in groups else 0.0
+                  for lb in labels]
+        ax.bar([i + (j - (len(corpora) - 1) / 2) * width for i in range(len(labels))], values,
+               width, label=corpus)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("val ppl vs tied (%)")
+    ax.set_title("LEV variants vs tied, tiny shape, one seed (negative: LEV better)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def _confirm_section(title: str, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"## {title}", ""]
     for corpus, result in sorted(results.items()):
@@ -141,7 +171,8 @@ def write_study_report(out: Path, results_dir: Path) -> Path:
              "in [docs/LEV.md](../../LEV.md#design-study). Every number below is a measured "
              "validation perplexity over the whole validation split.", ""]
     if sweep:
-        lines += _sweep_section(sweep) + [""]
+        _sweep_plot(sweep, results_dir / "sweep.png")
+        lines += _sweep_section(sweep) + ["", "![sweep](sweep.png)", ""]
         for corpus in sweep:
             _copy_report(out / "sweep" / corpus / "report", results_dir / f"{corpus}_sweep")
     if confirm:
