@@ -3,9 +3,10 @@
 ``python -m pretrain.evaluate --checkpoint DIR --data SHARD_DIR --output OUT
 [--compare DIR2 ...] [--buckets N] [--micro-batch-size M]``
 
-``python -m pretrain.evaluate --run lev L1 L2 L3 --run tied T1 T2 T3 --data ... --output ...``
-compares seed groups: each ``--run NAME DIR...`` is one variant trained with several seeds
-(the first group is the reference); the report gives mean +- std over seeds.
+``python -m pretrain.evaluate --variant lev L1 L2 L3 --variant tied T1 T2 T3 --data ... --output ...``
+compares seed groups: each ``--variant NAME DIR...`` is one variant trained with several
+seeds (the first is the reference); the report gives mean +- std over seeds. (Not ``--run``:
+torchrun would take that for its own ``--run-path`` even after ``-m pretrain.evaluate``.)
 
 * ``DIR`` is a checkpoint tag (``.../step00000400``) or a ``checkpoint.save_dir`` (its
   ``latest``, else its newest complete tag).
@@ -224,12 +225,13 @@ def _curve_description(runs: list[dict[str, Any]], val_samples: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Validation loss/perplexity, overall and per train-frequency bucket; "
-                    "with --compare or several --run groups, a LEV-vs-baselines report.")
+                    "with --compare or several --variant groups, a LEV-vs-baselines report.")
     parser.add_argument("--checkpoint", default=None,
                         help="tag dir (step*) or save_dir; with --compare: the reference (LEV) run")
     parser.add_argument("--compare", nargs="*", default=[], metavar="DIR",
                         help="baseline checkpoints (tag or save_dir) compared to --checkpoint")
-    parser.add_argument("--run", nargs="+", action="append", default=[], metavar=("NAME", "DIR"),
+    parser.add_argument("--variant", nargs="+", action="append", default=[],
+                        metavar=("NAME", "DIR"), dest="groups",
                         help="a seed group: NAME then one checkpoint per seed; repeat per "
                              "variant, the first is the reference (instead of --checkpoint)")
     parser.add_argument("--data", required=True, help="shard dir (manifest.json, token_counts.npy)")
@@ -254,17 +256,18 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluationError(f"--buckets must be >= 1, got {args.buckets}")
         if args.micro_batch_size is not None and args.micro_batch_size < 1:
             raise EvaluationError(f"--micro-batch-size must be >= 1, got {args.micro_batch_size}")
-        if bool(args.checkpoint) == bool(args.run):
+        if bool(args.checkpoint) == bool(args.groups):
             raise EvaluationError("give either --checkpoint DIR [--compare DIR ...] or one or "
-                                  "more --run NAME DIR [DIR ...]")
-        if args.run:
-            bad = [g[0] for g in args.run if len(g) < 2]
+                                  "more --variant NAME DIR [DIR ...]")
+        if args.groups:
+            bad = [g[0] for g in args.groups if len(g) < 2]
             if bad:
-                raise EvaluationError(f"--run {bad[0]} names no checkpoint: --run NAME DIR [DIR ...]")
-            names = [g[0] for g in args.run]
+                raise EvaluationError(f"--variant {bad[0]} names no checkpoint: "
+                                      "--variant NAME DIR [DIR ...]")
+            names = [g[0] for g in args.groups]
             if len(set(names)) != len(names):
-                raise EvaluationError(f"--run names must differ, got {names}")
-            plan = [(g[0], [resolve_checkpoint(p) for p in g[1:]]) for g in args.run]
+                raise EvaluationError(f"--variant names must differ, got {names}")
+            plan = [(g[0], [resolve_checkpoint(p) for p in g[1:]]) for g in args.groups]
         else:
             tags = [resolve_checkpoint(p) for p in [args.checkpoint, *args.compare]]
             kinds = [json.loads((t / "meta.json").read_text())["config"]["model"]["embedding"]

@@ -240,7 +240,7 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
 
 
 def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: int) -> Path:
-    """``pretrain.evaluate`` with one ``--run`` group per variant; returns the report dir."""
+    """``pretrain.evaluate`` with one ``--variant`` group per variant; returns the report dir."""
     report = out / plan / corpus / "report"
     groups: dict[str, list[str]] = {}
     for run in runs:
@@ -250,7 +250,7 @@ def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: i
     cmd = [*launcher, "-m", "pretrain.evaluate", "--data", str(shard_path(out, corpus)),
            "--output", str(report)]
     for name, dirs in groups.items():
-        cmd += ["--run", name, *dirs]
+        cmd += ["--variant", name, *dirs]
     with open(out / plan / corpus / "evaluate.log", "w") as logf:
         subprocess.run(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, check=True,
                        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
