@@ -106,14 +106,15 @@ class LEVConfig:
     """Separable modes ``R``; split across tensor-parallel ranks."""
     share_codebooks: bool = False
     """One codebook for all digits plus a learned per-digit scale and offset."""
-    knots: Literal["extended", "interior"] = "extended"
-    """B-spline layout: ``extended`` (centres from -h/2 to 1+h/2, a partition of unity on
-    [0, 1]) or ``interior`` (centres 0..1; sums to < 1 near the ends; the first design)."""
+    knots: Literal["extended", "interior"] = "interior"
+    """B-spline layout: ``interior`` (centres 0..1, spacing 1/(G-1); sums to < 1 within 1.5
+    spacings of the ends) or ``extended`` (centres -h/2..1+h/2, spacing 1/(G-2): a partition
+    of unity on [0, 1]). ``interior`` measured better (docs/LEV.md, design study)."""
     init_active_factors: int = 2
     """Random (non-constant) univariate factors per mode at init; the others start at 1."""
     seed_init_std: float = 1.5
     """Std of the seed before the sigmoid at init."""
-    lr_mult: float = 1.0
+    lr_mult: float = 30.0
     """Learning-rate multiplier for LEV's inner parameters (codebooks, spline factors,
     shared-codebook scales/offsets), which live at scale ~1 where a table lives at
     ``init_method_std``; the projection keeps the base lr. The schedule's shape is shared."""

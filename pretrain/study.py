@@ -60,8 +60,14 @@ SHAPES: dict[str, list[str]] = {
     "compare": ["train.train_steps=1000", "train.eval_interval=50", "train.eval_samples=512"],
 }
 
-#: LEV variants: overrides on tiny_lev.yaml (whose lev section is the current default).
-#: "tied", "tied-iso" and "untied" are the baselines on the same backbone.
+#: The LEV every study variant starts from (the defaults before the study), pinned so the
+#: study reproduces whatever tiny_lev.yaml says now. ``compare`` uses tiny_lev.yaml as is.
+STUDY_BASELINE = ["lev.seed_dim=8", "lev.grid_size=8", "lev.num_modes=128", "lev.num_coords=2",
+                  "lev.share_codebooks=false", "lev.knots=extended", "lev.lr_mult=1.0",
+                  "lev.init_active_factors=2", "lev.seed_init_std=1.5"]
+
+#: LEV variants: overrides on top of STUDY_BASELINE (study plans) or tiny_lev.yaml
+#: (compare). "tied", "tied-iso" and "untied" are the baselines on the same backbone.
 VARIANTS: dict[str, list[str]] = {
     "tied": ["model.embedding=tied"],
     "tied-iso": ["model.embedding=tied"],  # + the widened FFN, computed per shape
@@ -117,6 +123,8 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
         for corpus in corpora:
             for v in variants:
                 extra = VARIANTS[v] if v in VARIANTS else _variant_overrides(v)
+                if v.startswith("lev") and plan != "compare":
+                    extra = [*STUDY_BASELINE, *extra]
                 runs.append(Run(plan, corpus, v, seed, [*SHAPES[shape_name], *extra,
                                                         f"train.seed={seed}",
                                                         f"data.shuffle_seed={seed}"]))
