@@ -6,8 +6,9 @@ groups) and ``OUT/<plan>/results.jsonl``. Writes one Markdown page with
 
 * the sweep: every variant's val ppl on each corpus, its change against tied, the
   rarest and the most frequent bucket, and the parameter count;
-* the confirmation: mean +- std over seeds for LEV, tied and the isoparametric tied,
-  whether the difference exceeds the seed spread, tokens-to-target both ways;
+* the chosen variant at the tiny shape and the confirmation at the small shape: mean +- std
+  over seeds for LEV, tied (and the isoparametric tied), whether the difference exceeds the
+  seed spread, tokens-to-target both ways;
 * the lev-vs-tied change at each shape side by side (the trend with scale),
 
 and copies each evaluation's ``report.md`` and plots next to it, so the page is
@@ -109,7 +110,7 @@ def _sweep_plot(sweep: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _confirm_section(title: str, results: dict[str, dict[str, Any]]) -> list[str]:
+def _seed_section(title: str, slug: str, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"## {title}", ""]
     for corpus, result in sorted(results.items()):
         s = result["summary"]
@@ -133,16 +134,17 @@ def _confirm_section(title: str, results: dict[str, dict[str, Any]]) -> list[str
         lines += ["", f"Tokens to target ({result['curve_description']}):", ""]
         for label in s["labels"][1:]:
             lines += [f"- {t}" for t in ttt_sentences(ref, label, s["vs"][label])]
-        lines += ["", f"Full report: [{corpus}]({corpus}_{title.split()[0].lower()}/report.md)",
-                  ""]
+        lines += ["", f"Full report: [{corpus}]({corpus}_{slug}/report.md)", ""]
     return lines
 
 
-def _trend(sweep, confirm) -> list[str]:
+def _trend(shapes: list[tuple[str, dict[str, dict[str, Any]]]]) -> list[str]:
     lines = ["## LEV vs tied at both shapes", "",
-             "| corpus | shape | variant | seeds | lev vs tied |", "|---|---|---|---|---:|"]
-    for corpus in sorted(set(sweep) | set(confirm)):
-        for shape, results in (("tiny (sweep)", sweep), ("small (confirm)", confirm)):
+             "| corpus | shape | variant | seeds | lev vs tied | lev vs tied-iso |",
+             "|---|---|---|---|---:|---:|"]
+    corpora = sorted({c for _, results in shapes for c in results})
+    for corpus in corpora:
+        for shape, results in shapes:
             if corpus not in results:
                 continue
             s = results[corpus]["summary"]
@@ -150,8 +152,10 @@ def _trend(sweep, confirm) -> list[str]:
                 if not label.startswith("lev") or "tied" not in s["groups"]:
                     continue
                 g, t = s["groups"][label], s["groups"]["tied"]
+                iso = s["groups"].get("tied-iso")
                 lines.append(f"| {corpus} | {shape} | {label} | {len(g['seeds'])} | "
-                             f"{_pct(g['ppl_mean'] / t['ppl_mean'] - 1)} |")
+                             f"{_pct(g['ppl_mean'] / t['ppl_mean'] - 1)} | "
+                             f"{_pct(g['ppl_mean'] / iso['ppl_mean'] - 1) if iso else '-'} |")
     return lines
 
 
@@ -165,22 +169,25 @@ def _copy_report(src: Path, dst: Path) -> None:
 def write_study_report(out: Path, results_dir: Path) -> Path:
     """Summarise every evaluated plan under ``out`` into ``results_dir/README.md``."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    sweep, confirm = _load(out, "sweep"), _load(out, "confirm")
+    sweep, seeds, confirm = _load(out, "sweep"), _load(out, "seeds"), _load(out, "confirm")
     lines = ["# LEV design study: measured results", "",
              "Written by `python -m pretrain.study report`; method, commands and conclusions "
-             "in [docs/LEV.md](../../LEV.md#design-study). Every number below is a measured "
-             "validation perplexity over the whole validation split.", ""]
+             "in [docs/LEV.md](../../LEV.md#design-study-measured-cpu). Every number below is "
+             "a measured validation perplexity over the whole validation split.", ""]
     if sweep:
         _sweep_plot(sweep, results_dir / "sweep.png")
         lines += _sweep_section(sweep) + ["", "![sweep](sweep.png)", ""]
         for corpus in sweep:
             _copy_report(out / "sweep" / corpus / "report", results_dir / f"{corpus}_sweep")
-    if confirm:
-        lines += _confirm_section("Confirmation (small shape, three seeds)", confirm)
-        for corpus in confirm:
-            _copy_report(out / "confirm" / corpus / "report", results_dir / f"{corpus}_confirmation")
-    if sweep or confirm:
-        lines += _trend(sweep, confirm)
+    for plan, title, slug, results in (
+            ("seeds", "The chosen variant at the tiny shape, three seeds", "tiny", seeds),
+            ("confirm", "Confirmation at the small shape, three seeds", "small", confirm)):
+        if results:
+            lines += _seed_section(title, slug, results)
+            for corpus in results:
+                _copy_report(out / plan / corpus / "report", results_dir / f"{corpus}_{slug}")
+    if seeds or confirm:
+        lines += _trend([("tiny (d=128, 2 layers)", seeds), ("small (d=160, 3 layers)", confirm)])
     page = results_dir / "README.md"
     page.write_text("\n".join(lines) + "\n")
     return page

@@ -87,8 +87,8 @@ def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tm
     assert "| lev-lr30 | 1,000 | 80.00 | -20.0 % |" in page
     assert "| tied-iso | **" in page and "yes" in page
     assert "lev-lr30 reaches" in page or "no val_loss records" in page
-    assert (tmp_path / "results" / "wordnet_confirmation" / "report.md").is_file()
-    assert "| wordnet | small (confirm) | lev-lr30 | 2 |" in page
+    assert (tmp_path / "results" / "wordnet_small" / "report.md").is_file()
+    assert "| wordnet | small (d=160, 3 layers) | lev-lr30 | 2 | -19.4 % | -17.8 % |" in page
 
 
 def test_your_own_shards_set_the_vocabulary_and_sequence_length_of_the_comparison(shard_dir):
