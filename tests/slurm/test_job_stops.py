@@ -149,13 +149,19 @@ def test_signals_during_set_up_stop_requeueing_after_the_limit(jobs):
     assert not (job.save / "latest").exists()  # nothing was trained, nothing saved
 
 
+def signal_rank_after_a_checkpoint(job: Job, rank: int, sig: signal.Signals) -> float:
+    """Send ``sig`` to ``rank`` once step 10 is saved; seconds until srun's step ended."""
+    wait_for(lambda: saved_step(job) >= 10 and steps_logged(job) >= 12, job, "a checkpoint")
+    os.kill(rank_pid(job, rank), sig)
+    sent = time.monotonic()
+    wait_for(lambda: "training exited with code" in job.text(), job, "srun ending", 120)
+    return time.monotonic() - sent
+
+
 def test_a_killed_rank_ends_the_step_within_a_minute_and_the_run_resumes_exactly(jobs):
     job = started(jobs["killed_rank"])
-    wait_for(lambda: saved_step(job) >= 10 and steps_logged(job) >= 12, job, "a checkpoint")
-    os.kill(rank_pid(job, 1), signal.SIGKILL)
-    killed_at = time.monotonic()
-    wait_for(lambda: "training exited with code" in job.text(), job, "srun ending", 120)
-    assert time.monotonic() - killed_at < 75, "the surviving rank outlived srun's --wait=60"
+    ended = signal_rank_after_a_checkpoint(job, 1, signal.SIGKILL)
+    assert ended < 75, "the surviving rank outlived srun's --wait=60"
 
     state, text = job.finish()
     assert state == "COMPLETED", text[-6000:]
@@ -166,11 +172,8 @@ def test_a_killed_rank_ends_the_step_within_a_minute_and_the_run_resumes_exactly
 
 def test_a_stopped_rank_is_detected_by_the_watchdog_and_the_run_retries(jobs):
     job = started(jobs["stopped_rank"])
-    wait_for(lambda: saved_step(job) >= 10 and steps_logged(job) >= 12, job, "a checkpoint")
-    os.kill(rank_pid(job, 1), signal.SIGSTOP)
-    stopped_at = time.monotonic()
-    wait_for(lambda: "training exited with code" in job.text(), job, "the watchdog", 120)
-    assert time.monotonic() - stopped_at < 15 + 10 + 20  # step timeout + srun wait + slack
+    ended = signal_rank_after_a_checkpoint(job, 1, signal.SIGSTOP)
+    assert ended < 15 + 10 + 20  # step timeout + srun wait + slack
 
     state, text = job.finish()
     assert state == "COMPLETED", text[-6000:]
