@@ -19,7 +19,7 @@ LEV_1B2 = CONFIGS / "lev_1b2.yaml"
 def test_unknown_section_lists_the_sections_and_suggests_the_close_name():
     with pytest.raises(ConfigError, match=r"unknown config key 'modle' \(did you mean 'model'\?\); "
                                           r"valid keys: \['checkpoint', 'data', 'lev', 'model', "
-                                          r"'optimizer', 'parallel', 'train'\]"):
+                                          r"'optimizer', 'parallel', 'train', 'watchdog'\]"):
         load_config(None, ["modle.num_layers=2"])
 
 
