@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
+from dp_helpers import read_zst_lines, run_tool
 from tokenizers import Tokenizer
 
 from data_prep.packing import is_val
-from dp_helpers import read_zst_lines, run_tool
 
 SYNSET_LINE = re.compile(r"^[^\n]+ \((noun|verb|adjective|adverb)\): \S.*$")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from local_cluster import LocalSlurm
-from tests.slurm.test_pretrain_job import STEPS, Job, submit, train_env
 
 from tests.pretrain.conftest import shard_dir  # noqa: F401  (session fixture: tiny shards)
 from tests.pretrain.train_helpers import train_records
+from tests.slurm.test_pretrain_job import STEPS, Job, submit, train_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multiproc]
 
