@@ -183,7 +183,7 @@ def write_study_report(out: Path, results_dir: Path) -> Path:
             _copy_report(out / "sweep" / corpus / "report", results_dir / f"{corpus}_sweep")
     for plan, title, slug, results in (
             ("seeds", "The chosen variant at the tiny shape, three seeds", "tiny", seeds),
-            ("confirm", "Confirmation at the small shape, three seeds", "small", confirm)):
+            ("confirm", "Confirmation at the small shape (seeds as run)", "small", confirm)):
         if results:
             lines += _seed_section(title, slug, results)
             for corpus in results:
