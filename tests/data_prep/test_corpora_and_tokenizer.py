@@ -23,9 +23,9 @@ def wordnet_corpus(tmp_path_factory, request):
     if not debs:  # first session: fetch once into pytest's cache, like the sdist
         from data_prep.wordnet_corpus import find_wordnet
 
-        find_wordnet(str(cache))
+        find_wordnet(str(cache))  # returns the installed copy, if any, without a .deb
         debs = sorted(cache.glob("wordnet-base_*.deb"))
-    proc = run_tool("wordnet_corpus.py", out, "--deb", debs[0])
+    proc = run_tool("wordnet_corpus.py", out, *(["--deb", debs[0]] if debs else []))
     return out, proc
 
 
