@@ -9,6 +9,13 @@ random order touches many shards). It then times ``TrainBatchIterator`` (rank 3 
 DP=8, random global order across all shards) synchronously and with the prefetch
 thread, and, with ``--compare-wids``, ``wids.ShardListDataset`` reading the same tars
 in place in the same order. Target (issue 4): >= 2M tokens/s per rank.
+
+``--order-tokens 300e9`` (default; 0 skips) also measures, each in a fresh process, the
+memory and start-up time of one rank's sample order for a split of that many tokens
+(``seq_length + 1``-token samples): the numpy ``Generator.permutation`` index each rank
+built before issue 11, next to ``pretrain.sampler.SampleOrder`` (a keyed bijection, no
+index). Start-up is the time to the first global batch's ids; memory is the peak RSS
+growth of the process (``ru_maxrss``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pretrain.data import BatchLayout, TrainBatchIterator, open_split  # noqa: E402
-from pretrain.sampler import SampleOrder  # noqa: E402
+from pretrain.data import open_split  # noqa: E402
+from pretrain.sampler import BatchLayout, SampleOrder, TrainBatchIterator  # noqa: E402
 
 EOD = "<|endoftext|>"
 
@@ -107,6 +114,40 @@ def time_wids(data_dir: Path, *, lru_size: int, seq_length: int, mb: int, second
     return n / (time.perf_counter() - t0)
 
 
+_ORDER_PROBE = """
+import resource, sys, time
+import numpy as np
+n, mode = int(sys.argv[1]), sys.argv[2]
+from pretrain.sampler import SampleOrder  # imported before the clock: torch is not the order
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+if mode == "numpy":  # what pretrain/sampler.py did before issue 11
+    ids = np.random.default_rng([1, 0]).permutation(n)[:512]
+else:
+    ids = SampleOrder(n, seed=1).sample_ids(0, 512)
+elapsed = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(elapsed, (peak - base) * 1024, int(ids[0]))
+"""
+
+
+def measure_order(num_samples: int, mode: str) -> tuple[float, int]:
+    """(seconds to the first global batch's ids, peak RSS growth in bytes) in a new process."""
+    out = subprocess.run([sys.executable, "-c", _ORDER_PROBE, str(num_samples), mode],
+                         cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def report_order(tokens: float, seq_length: int) -> None:
+    n = int(tokens // (seq_length + 1))
+    print(f"sample order for {tokens:.3g} tokens = {n:,} samples of {seq_length + 1} tokens "
+          f"(one rank; a node with 8 ranks holds 8 of these):")
+    for mode, name in (("numpy", "numpy Generator.permutation index (before)"),
+                       ("keyed", "keyed bijection, SampleOrder (now)")):
+        seconds, rss = measure_order(n, mode)
+        print(f"  {name}: start-up {seconds:.4f} s, memory {rss / 2**20:,.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, help="existing shard dir (default: build one)")
@@ -115,8 +156,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     ap.add_argument("--shard-size-mb", type=float, default=0.25, help="when building shards")
     ap.add_argument("--compare-wids", action="store_true")
+    ap.add_argument("--order-tokens", type=float, default=300e9,
+                    help="also measure the sample order for this many tokens (0: skip)")
+    ap.add_argument("--order-only", action="store_true", help="only the order measurement")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one core per rank, as on a GPU node with many ranks
+    if args.order_tokens:
+        report_order(args.order_tokens, args.seq_length)
+    if args.order_only:
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir

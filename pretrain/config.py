@@ -70,8 +70,15 @@ class ModelConfig:
     """RoPE base."""
     norm_epsilon: float = 1e-5
     """RMSNorm epsilon."""
+    layer_spec: Literal["auto", "local", "transformer-engine"] = "auto"
+    """Transformer layer modules: ``auto`` (Transformer Engine on a CUDA host where it
+    imports, else megatron-core's local modules), or one of them by name. The resolved
+    spec is recorded in every checkpoint; a checkpoint loads only into the same spec."""
 
     def __post_init__(self) -> None:
+        if self.layer_spec not in ("auto", "local", "transformer-engine"):
+            raise ConfigError(f"model.layer_spec={self.layer_spec!r}; use auto, local or "
+                              f"transformer-engine")
         if self.embedding not in EMBEDDINGS:
             raise ConfigError(f"model.embedding={self.embedding!r}; use one of {EMBEDDINGS}")
         for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size",
@@ -254,6 +261,11 @@ class TrainConfig:
             raise ConfigError(f"train.precision={self.precision!r}; use 'fp32' or 'bf16'")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"train.zero_stage={self.zero_stage}; use 0, 1, 2 or 3")
+        if self.precision == "bf16" and self.zero_stage == 0:
+            # DeepSpeed has no fp32 gradient accumulation without ZeRO; Megatron and
+            # torchtitan accumulate and reduce bf16 gradients in fp32, and so do we.
+            raise ConfigError("train.precision=bf16 needs train.zero_stage >= 1 (DeepSpeed "
+                              "accumulates ZeRO-0 bf16 gradients in bf16); use zero_stage=1")
         if self.recompute not in ("none", "selective", "full"):
             raise ConfigError(
                 f"train.recompute={self.recompute!r}; use 'none', 'selective' or 'full'"
@@ -269,13 +281,22 @@ class CheckpointConfig:
     save_interval: int = 1000
     """Steps between checkpoints (0: only at the end and on signals)."""
     keep_last: int = 2
-    """Checkpoints kept; older ones are deleted after a newer one is complete."""
+    """Checkpoints kept; older ones are deleted after a newer one is complete (never
+    newer ones: those are moved to ``save_dir/abandoned/``)."""
     resume: str = "auto"
     """``auto`` (newest valid checkpoint in save_dir, else start fresh), ``none``, or a path."""
     force_resume: bool = False
-    """Resume even if the model shape or data fingerprint changed."""
+    """Resume even if the model shape, data fingerprint or sample order changed."""
+    overwrite: bool = False
+    """Let ``resume=none`` start fresh in a save_dir holding checkpoints; they are moved
+    to ``save_dir/abandoned/``, never deleted. Without it such a start is refused."""
+    probe_timeout_s: float = 30.0
+    """How long each rank waits to see the others' probe files in save_dir at start-up
+    (proves it is one shared directory; NFS caches directory listings for seconds)."""
 
     def __post_init__(self) -> None:
+        if self.probe_timeout_s <= 0:
+            raise ConfigError(f"checkpoint.probe_timeout_s={self.probe_timeout_s} must be > 0")
         if self.save_interval < 0:
             raise ConfigError(f"checkpoint.save_interval={self.save_interval} must be >= 0 "
                               "(0: save only at the end and on signals)")

@@ -39,34 +39,15 @@ from typing import Any
 
 import numpy as np
 
-# Re-exported so a trainer needs one import; the ordering and batching live in sampler.py.
-from pretrain.sampler import (
-    BatchLayout,
-    SampleOrder,
-    TrainBatchIterator,
-    global_batch_sample_ids,
-    make_batch,
-    num_val_micro_batches,
-    val_batches,
-    val_subset_ids,
-)
-
 __all__ = [
-    "BatchLayout",
     "DataMismatchError",
-    "SampleOrder",
+    "ShardCorruptError",
     "ShardIndexError",
     "ShardsNotFoundError",
     "TokenShardDataset",
-    "TrainBatchIterator",
     "check_manifest",
-    "global_batch_sample_ids",
     "load_manifest",
-    "make_batch",
-    "num_val_micro_batches",
     "open_split",
-    "val_batches",
-    "val_subset_ids",
 ]
 
 _FORMAT = "lev-shards"
@@ -82,6 +63,10 @@ class DataMismatchError(ValueError):
 
 class ShardIndexError(ValueError):
     """A shard index (``<split>.wids.json``) disagrees with the tars or the manifest."""
+
+
+class ShardCorruptError(ShardIndexError):
+    """A sample's payload holds token ids outside the tokenizer's vocabulary."""
 
 
 class ShardsNotFoundError(FileNotFoundError):
@@ -292,6 +277,8 @@ class TokenShardDataset:
         self.sample_tokens = int(self.manifest["sample_tokens"])
         self.seq_length = self.sample_tokens - 1
         self.eod_id = int(self.manifest["tokenizer"]["eod_id"])
+        # Ids at or past the tokenizer's vocabulary can only come from a corrupt payload.
+        self.vocab_limit = int(self.manifest["tokenizer"].get("vocab_size") or 2**32)
         self.max_open_shards = max(1, max_open_shards)
 
         self.index_path = os.path.join(self.data_dir, f"{split}.wids.json")
@@ -366,11 +353,37 @@ class TokenShardDataset:
                 shard = self._shard(k)
                 # The temporary view is dropped at once: an mmap with live views cannot close.
                 out[row] = np.frombuffer(shard.mm, self.dtype, n, shard.data_offset(j))
+        rows = out[: ids.size]
+        if rows.size and rows.max() >= self.vocab_limit:
+            row = int(np.argmax(rows.max(axis=1) >= self.vocab_limit))
+            k, j = int(shard_of[row]), int(local[row])
+            raise ShardCorruptError(
+                f"{self.paths[k]}: sample {j} (sample id {int(ids[row])} of split "
+                f"{self.split!r}) holds token id {int(rows[row].max())} >= the tokenizer's "
+                f"vocab_size {self.vocab_limit}; the shard is corrupt: re-create it with "
+                f"data_prep/shard.py (or restore it from the source copy)")
         return out
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Sample ``i`` as ``int64`` ids of shape ``[seq_length + 1]``."""
         return self.read(np.asarray([i]))[0]
+
+    def check_files(self) -> list[str]:
+        """Problems with this split's shard files (exist, at least the size their sample
+        count needs), one stat per shard and no reads: cheap at every start."""
+        sample_bytes = self.sample_tokens * self.dtype.itemsize
+        stride = _BLOCK + -(-sample_bytes // _BLOCK) * _BLOCK
+        problems = []
+        for path, n in zip(self.paths, self.lengths.tolist(), strict=True):
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                problems.append(f"shard {path} listed in {self.index_path} is missing")
+                continue
+            if size < n * stride + 2 * _BLOCK:
+                problems.append(f"shard {path} has {size} bytes, fewer than its {n} samples "
+                                f"need ({n * stride + 2 * _BLOCK}): truncated")
+        return problems
 
     def verify(self) -> None:
         """Open every shard once, checking its sample count against the index."""

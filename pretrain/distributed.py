@@ -23,7 +23,8 @@ from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 from megatron_patches.cpu_shims import apply_cpu_shims
 
-__all__ = ["RankLayout", "destroy_distributed", "detect_rank_layout", "init_distributed"]
+__all__ = ["RankLayout", "cuda_device_index", "destroy_distributed", "detect_rank_layout",
+           "init_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def cuda_device_index(local_rank: int, device_count: int) -> int:
+    """The visible GPU this rank drives.
+
+    ``local_rank`` when the node's GPUs are all visible to every rank (torchrun, srun
+    with ``--gpus-per-node``); ``0`` when each task sees exactly one (srun
+    ``--gpus-per-task=1`` sets ``CUDA_VISIBLE_DEVICES`` per task, so ``local_rank`` would
+    name a GPU this process cannot see: "invalid device ordinal").
+
+    Raises:
+        ValueError: several GPUs visible but fewer than ``local_rank + 1``.
+    """
+    if device_count < 1:
+        raise ValueError("no CUDA device visible to this process")
+    if local_rank < device_count:
+        return local_rank
+    if device_count == 1:
+        return 0
+    raise ValueError(
+        f"local rank {local_rank} but this process sees {device_count} GPUs "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); launch "
+        f"one rank per GPU with all of them visible, or one GPU per task")
+
+
 def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float = 30) -> RankLayout:
     """Initialise the process group, megatron-core's TP x DP groups and the RNG tracker.
 
@@ -120,7 +144,8 @@ def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float 
 
     cuda = torch.cuda.is_available()
     if cuda:
-        torch.cuda.set_device(layout.local_rank % torch.cuda.device_count())
+        # DeepSpeed is handed the same device (trainer.build_engine: args.device_rank).
+        torch.cuda.set_device(cuda_device_index(layout.local_rank, torch.cuda.device_count()))
     else:
         apply_cpu_shims()
     if not dist.is_initialized():

@@ -89,6 +89,9 @@ def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size
     raw["data"]["path"] = str(data_dir)
     raw["train"]["micro_batch_size"] = mbs
     raw["train"]["global_batch_size"] = mbs  # replaced per DP size in _ds_config
+    # The modules it was trained with (a TE-trained checkpoint on a host without TE is
+    # refused by model.layer_spec with what to do, not by a missing-key traceback).
+    raw["model"]["layer_spec"] = meta.get("layer_spec", "local")
     # JSON is YAML, so every stored value round-trips through the validated loader.
     overrides = [f"{section}.{key}={json.dumps(value)}"
                  for section, fields in raw.items() for key, value in fields.items()]
@@ -150,8 +153,9 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     """
     from megatron.core import parallel_state as ps
 
-    from pretrain.data import open_split, val_batches
+    from pretrain.data import open_split
     from pretrain.model import count_parameters
+    from pretrain.sampler import val_batches
 
     config, meta = load_checkpoint_config(tag_dir, data_dir, micro_batch_size)
     _ensure_tensor_parallel(config.parallel.tensor_parallel, config.train.seed)

@@ -11,7 +11,8 @@ __all__ = ["setup_logging"]
 
 
 def setup_logging() -> None:
-    """Log to stdout as ``time [rank r] LEVEL name: message``; other ranks log warnings up.
+    """Log to stdout as ``time [rank r] LEVEL name: message``; other ranks log warnings up
+    (every rank logs INFO with ``LEV_LOG_ALL_RANKS=1``, for debugging one rank).
 
     Called before torch.distributed exists, so the rank comes from the launcher's variables.
     """
@@ -20,7 +21,8 @@ def setup_logging() -> None:
     warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
     rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
     logging.basicConfig(
-        level=logging.INFO if rank in (None, "0") else logging.WARNING,
+        level=logging.INFO if rank in (None, "0") or os.environ.get("LEV_LOG_ALL_RANKS") == "1"
+        else logging.WARNING,
         format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )

@@ -59,10 +59,14 @@ class MetricsWriter:
             self._tb = SummaryWriter(log_dir=str(out / "tensorboard"))
 
     def write(self, record: dict[str, Any], prefix: str = "train") -> None:
-        """Append ``record`` (must hold ``step``); numbers also go to TensorBoard."""
+        """Append ``record`` (must hold ``step``) as strict JSON (non-finite numbers become
+        ``null``); finite numbers also go to TensorBoard."""
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps(record) + "\n")
+        # Strict JSON: NaN/Infinity are not JSON (jq, pandas' strict readers reject them).
+        strict = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in record.items()}
+        self._jsonl.write(json.dumps(strict, allow_nan=False) + "\n")
         if self._tb is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):

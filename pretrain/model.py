@@ -78,8 +78,14 @@ def transformer_config(config: Config) -> TransformerConfig:
 
 
 def layer_spec(config: Config) -> tuple[ModuleSpec, str]:
-    """Transformer Engine spec on a CUDA host where TE imports, else the local spec."""
-    if torch.cuda.is_available():
+    """``model.layer_spec`` resolved: the module spec and its name (``local`` or
+    ``transformer-engine``). ``auto``: Transformer Engine on a CUDA host where it imports.
+
+    Raises:
+        ConfigError: ``transformer-engine`` asked for where it cannot run.
+    """
+    wanted = config.model.layer_spec
+    if wanted != "local" and torch.cuda.is_available():
         try:
             import transformer_engine  # noqa: F401
             from megatron.core.models.gpt.gpt_layer_specs import (
@@ -89,6 +95,12 @@ def layer_spec(config: Config) -> tuple[ModuleSpec, str]:
             pass
         else:
             return get_gpt_layer_with_transformer_engine_spec(), "transformer-engine"
+    if wanted == "transformer-engine":
+        raise ConfigError(
+            "model.layer_spec=transformer-engine needs CUDA and an importable "
+            "transformer_engine (pip install transformer-engine[pytorch]); this host has "
+            f"CUDA={torch.cuda.is_available()}. Run where both are, or train a new model "
+            "with model.layer_spec=local")
     return get_gpt_layer_local_spec(normalization="RMSNorm"), "local"
 
 

@@ -1,8 +1,9 @@
 """Sample order and batching: which samples every rank reads at every step, as tensors.
 
 ``SampleOrder``/``BatchLayout`` decide the order; ``TrainBatchIterator`` and
-``val_batches`` read it through a ``pretrain.data.TokenShardDataset`` and yield
-megatron-core GPT batches (``make_batch``). ``pretrain.data`` re-exports all of them.
+``val_batches`` read it through a ``SampleSource`` (``pretrain.data.TokenShardDataset``)
+and yield megatron-core GPT batches (``make_batch``). This module does not import
+``pretrain.data``: the data layer reads shards, this one decides what to read.
 
 Everything here is a pure function of integers, so a run can be replayed, resumed or
 re-sharded across a different number of data-parallel (DP) ranks and still read the
@@ -13,8 +14,9 @@ Vocabulary used throughout:
 * **sample id** -- index of a sample inside a split, ``0 <= id < num_samples``
   (the order of ``<split>.wids.json``; see ``data_prep/FORMAT.md``).
 * **stream position** -- index into the infinite stream made by concatenating
-  epoch 0, epoch 1, ...; epoch ``e`` is a permutation of all sample ids seeded by
-  ``(seed, e)``. Position ``p`` holds sample ``perm(seed, p // N)[p % N]``.
+  epoch 0, epoch 1, ...; epoch ``e`` is a permutation of all sample ids keyed by
+  ``(seed, e)`` (``pretrain/permutation.py``: integer arithmetic, no numpy RNG stream,
+  no index in memory). Position ``p`` holds sample ``perm(seed, p // N)[p % N]``.
 * **consumed_samples** -- the number of stream positions consumed by finished global
   batches. It is the whole data position of a run (saved in checkpoints).
 
@@ -30,20 +32,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # data.py imports this module; import it only for type hints
-    from pretrain.data import TokenShardDataset
+from pretrain.permutation import KeyedPermutation, order_fingerprint, splitmix64
 
 __all__ = [
     "BatchLayout",
     "SampleOrder",
+    "SampleSource",
     "TrainBatchIterator",
     "epoch_permutation",
     "global_batch_sample_ids",
@@ -54,58 +55,47 @@ __all__ = [
 ]
 
 
+class SampleSource(Protocol):
+    """What the batchers read: ``pretrain.data.TokenShardDataset`` (no import, no cycle)."""
+
+    eod_id: int
+    sample_tokens: int
+
+    def __len__(self) -> int: ...
+
+    def read(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+
+
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
-    """Return the permutation of ``range(num_samples)`` used for ``epoch``.
+    """The whole permutation of ``range(num_samples)`` used for ``epoch`` (int64).
 
-    Args:
-        num_samples: Number of samples in the split (> 0).
-        seed: Data seed of the run (>= 0).
-        epoch: Epoch number (>= 0).
-
-    Returns:
-        ``int64`` array of length ``num_samples``; a pure function of the arguments.
+    For inspection and tests; training maps only the positions it reads
+    (:class:`SampleOrder`). A pure function of the arguments (``pretrain/permutation.py``).
     """
-    if num_samples <= 0:
-        raise ValueError(f"`num_samples` must be > 0, got {num_samples}")
-    if seed < 0 or epoch < 0:
-        raise ValueError(f"`seed` and `epoch` must be >= 0, got seed={seed}, epoch={epoch}")
-    # A SeedSequence over the pair (seed, epoch) gives independent streams per epoch;
-    # seeding with seed + epoch would make run (seed=1, epoch=0) replay (seed=0, epoch=1).
-    rng = np.random.default_rng([seed, epoch])
-    return rng.permutation(num_samples).astype(np.int64, copy=False)
+    return KeyedPermutation(num_samples, seed).apply(epoch, np.arange(num_samples))
 
 
 class SampleOrder:
     """Maps stream positions to sample ids for one split and seed.
 
-    Permutations are cached (the current and the next epoch are what a training run
-    touches), so mapping a batch costs one fancy-index, not a re-shuffle.
+    Position ``p`` holds ``perm(seed, p // N)[p % N]`` with ``perm`` the keyed bijection
+    of ``pretrain/permutation.py``: no per-epoch index is built or held, so memory does
+    not grow with the corpus and start-up is immediate.
 
     Args:
         num_samples: Number of samples in the split.
         seed: Data seed of the run.
-        cache_epochs: How many epoch permutations to keep in memory (8 bytes/sample each).
     """
 
-    def __init__(self, num_samples: int, seed: int, *, cache_epochs: int = 2) -> None:
-        if num_samples <= 0:
-            raise ValueError(f"`num_samples` must be > 0, got {num_samples}")
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self._cache_epochs = max(1, cache_epochs)
-        self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self._perm = KeyedPermutation(num_samples, seed)
+        self.num_samples = self._perm.num_samples
+        self.seed = self._perm.seed
 
-    def permutation(self, epoch: int) -> np.ndarray:
-        """The (cached) permutation of ``epoch``; do not modify it."""
-        perm = self._perms.get(epoch)
-        if perm is None:
-            perm = epoch_permutation(self.num_samples, self.seed, epoch)
-            self._perms[epoch] = perm
-            while len(self._perms) > self._cache_epochs:
-                self._perms.popitem(last=False)
-        else:
-            self._perms.move_to_end(epoch)
-        return perm
+    @property
+    def fingerprint(self) -> str:
+        """:func:`pretrain.permutation.order_fingerprint` of this split and seed."""
+        return order_fingerprint(self.num_samples, self.seed)
 
     def sample_ids(self, start: int, stop: int) -> np.ndarray:
         """Sample ids at stream positions ``[start, stop)`` as an ``int64`` array."""
@@ -118,7 +108,8 @@ class SampleOrder:
         while pos < stop:
             epoch, offset = divmod(pos, self.num_samples)
             take = min(stop - pos, self.num_samples - offset)
-            out[pos - start : pos - start + take] = self.permutation(epoch)[offset : offset + take]
+            out[pos - start : pos - start + take] = self._perm.apply(
+                epoch, np.arange(offset, offset + take, dtype=np.int64))
             pos += take
         return out
 
@@ -188,7 +179,7 @@ def global_batch_sample_ids(
     This is what every run with this ``(seed, global_batch_size)`` reads at ``step``,
     whatever its DP size; tests compare runs with it.
     """
-    order = SampleOrder(num_samples, seed, cache_epochs=2)
+    order = SampleOrder(num_samples, seed)
     start = step * global_batch_size
     return order.sample_ids(start, start + global_batch_size)
 
@@ -252,7 +243,7 @@ class TrainBatchIterator:
 
     def __init__(
         self,
-        dataset: TokenShardDataset,
+        dataset: SampleSource,
         *,
         layout: BatchLayout,
         dp_rank: int,
@@ -355,17 +346,6 @@ def num_val_micro_batches(num_samples: int, micro_batch_size: int, dp_size: int)
     return -(-num_samples // (micro_batch_size * dp_size))
 
 
-_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: a fixed bijective scramble of uint64 (no RNG stream)."""
-    x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * _MIX_1
-    x = (x ^ (x >> np.uint64(27))) * _MIX_2
-    return x ^ (x >> np.uint64(31))
-
-
 def val_subset_ids(num_samples: int, max_samples: int | None) -> np.ndarray:
     """The validation sample ids a pass over at most ``max_samples`` samples reads.
 
@@ -377,12 +357,12 @@ def val_subset_ids(num_samples: int, max_samples: int | None) -> np.ndarray:
     """
     if max_samples is None or max_samples >= num_samples:
         return np.arange(num_samples, dtype=np.int64)
-    keys = _splitmix64(np.arange(num_samples, dtype=np.uint64))
+    keys = splitmix64(np.arange(num_samples, dtype=np.uint64))
     return np.sort(np.argsort(keys, kind="stable")[:max_samples]).astype(np.int64)
 
 
 def val_batches(
-    dataset: TokenShardDataset,
+    dataset: SampleSource,
     *,
     micro_batch_size: int,
     dp_rank: int = 0,

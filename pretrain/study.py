@@ -88,7 +88,7 @@ VARIANTS: dict[str, list[str]] = {
 PLANS: dict[str, tuple[str, list[str], list[int]]] = {
     "sweep": ("tiny", ["lev", "tied", "lev-interior", "lev-lr10", "lev-lr30", "lev-s16",
                        "lev-r512", "lev-k3", "lev-shared", "lev-act1"], [1]),
-    "confirm": ("small", ["{variant}", "tied", "tied-iso"], [1, 2, 3]),
+    "confirm": ("small", ["{variant}", "tied", "tied-iso", "untied"], [1, 2, 3]),
     # The chosen variant and tied at the sweep's shape with the confirmation's seeds.
     "seeds": ("tiny", ["{variant}", "tied"], [1, 2, 3]),
     "compare": ("compare", ["{variant}", "tied", "tied-iso", "untied"], [1, 2, 3]),

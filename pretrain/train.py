@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from pretrain.checkpoint import CheckpointMismatchError
     from pretrain.config import ConfigError, load_config
-    from pretrain.data import DataMismatchError, ShardsNotFoundError
+    from pretrain.data import DataMismatchError, ShardIndexError, ShardsNotFoundError
     from pretrain.distributed import destroy_distributed, detect_rank_layout
     from pretrain.trainer import NonFiniteLossError, Trainer
     from pretrain.watchdog import Watchdog
 
-    user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, CheckpointMismatchError)
+    user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, ShardIndexError,
+                   CheckpointMismatchError)
     trainer = None
     try:
         config = load_config(args.config, args.overrides)

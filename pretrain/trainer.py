@@ -12,21 +12,26 @@ import logging
 import math
 import os
 import time
+import types
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
-from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume
+from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume, install_zero_resume
+from megatron_patches.deepspeed_grad_norm import report_zero0_grad_norm
 from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
 from pretrain.config import Config, ConfigError, config_to_dict
-from pretrain.data import BatchLayout, TrainBatchIterator, open_split, val_batches
+from pretrain.data import open_split
 from pretrain.distributed import init_distributed
 from pretrain.metrics import MetricsWriter, model_flops_per_token, perplexity
-from pretrain.model import build_model
+from pretrain.model import build_model, layer_spec
 from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
+from pretrain.permutation import order_fingerprint
+from pretrain.preflight import check_save_dir_shared, open_splits_everywhere, rank_view_of_save_dir
+from pretrain.sampler import BatchLayout, TrainBatchIterator, val_batches
 from pretrain.schedule import lr_at
 from pretrain.stopping import ExitCode, StopController, StopReason
 from pretrain.watchdog import Watchdog
@@ -49,7 +54,14 @@ def deepspeed_config(config: Config, dp_size: int) -> dict[str, Any]:
     if t.zero_stage in (1, 2):
         # Optimizer partitions can be re-split when the DP size changes (elastic resume).
         zero["elastic_checkpoint"] = True
-    return {
+    bf16 = t.precision == "bf16"
+    precision: dict[str, Any] = {}
+    if bf16:
+        # Accumulate and reduce gradients in fp32, as Megatron and torchtitan do (DeepSpeed
+        # defaults to bf16 for both). bf16 ZeRO-1 then runs on DeepSpeed's BF16_Optimizer.
+        precision = {"data_types": {"grad_accum_dtype": "fp32"},
+                     "communication_data_type": "fp32"}
+    return {**precision,
         "train_batch_size": t.global_batch_size,
         "train_micro_batch_size_per_gpu": t.micro_batch_size,
         "gradient_accumulation_steps": layout.accum_steps,
@@ -57,7 +69,7 @@ def deepspeed_config(config: Config, dp_size: int) -> dict[str, Any]:
         "zero_optimization": zero,
         # check_grad_overflow: ZeRO-1/2 skip the update of a step whose gradient norm is
         # NaN/Inf under bf16 as they already do under fp32 (the LR schedule does not move).
-        "bf16": {"enabled": t.precision == "bf16", "check_grad_overflow": True},
+        "bf16": {"enabled": bf16, "check_grad_overflow": True},
         # AdamW from torch: DeepSpeed's fused/CPU Adam need compiled ops.
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,  # we log ourselves
@@ -82,15 +94,23 @@ def build_engine(config: Config, dp_size: int):
     import deepspeed  # imported here: it logs on import and is slow to load
 
     model = build_model(config)
+    args = None
     if torch.cuda.is_available():
         model = model.cuda()
+        # The device init_distributed chose (also right with one visible GPU per task,
+        # where DeepSpeed's LOCAL_RANK would name a GPU this process cannot see).
+        args = types.SimpleNamespace(device_rank=torch.cuda.current_device())
     opt = config.optimizer
     optimizer = build_optimizer(model, opt)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_at(step, opt, config.train.train_steps) / opt.lr)
     engine, _, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler,
+        args=args, model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(config, dp_size), mpu=MegatronMPU(), dist_init_required=False)
+    if config.train.zero_stage in (1, 2):
+        install_zero_resume(engine)  # a restart reads only its own optimizer partition
+    if config.train.zero_stage == 0:
+        report_zero0_grad_norm(engine)
     return engine, scheduler
 
 
@@ -109,6 +129,10 @@ class Trainer:
         self.train_iter: TrainBatchIterator | None = None
         self.metrics: MetricsWriter | None = None
         self.last_saved_step: int | None = None
+        # True once a non-finite update was applied (ZeRO-0/3 do not skip it): the weights
+        # are poisoned and must never be saved; the last checkpoint stays the last good one.
+        self.poisoned = False
+        self.last_step_finite = True  # a step with a non-finite loss is never checkpointed
         self.exit_code = ExitCode.FINISHED
 
     # ------------------------------------------------------------------ set-up
@@ -123,16 +147,20 @@ class Trainer:
         self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
         self.batch = BatchLayout(global_batch_size=c.train.global_batch_size,
                                  micro_batch_size=c.train.micro_batch_size, dp_size=self.dp_size)
-        self.train_data = open_split(c.data.path, "train", seq_length=c.model.seq_length,
-                                     vocab_size=c.model.vocab_size)
-        self.val_data = open_split(c.data.path, "val", seq_length=c.model.seq_length,
-                                   vocab_size=c.model.vocab_size)
+        save_dir = rank_view_of_save_dir(c.checkpoint.save_dir, self.rank)
+        check_save_dir_shared(save_dir, timeout_s=c.checkpoint.probe_timeout_s)
+        self.train_data, self.val_data = open_splits_everywhere(
+            lambda split: open_split(c.data.path, split, seq_length=c.model.seq_length,
+                                     vocab_size=c.model.vocab_size), ("train", "val"))
         self.data_fingerprint = self.train_data.manifest["fingerprint"]
+        self.order_fingerprint = order_fingerprint(len(self.train_data), c.data.shuffle_seed)
+        self.layer_spec = layer_spec(c)[1]
 
         self.engine, self.scheduler = build_engine(c, self.dp_size)
         self.flops_per_token = model_flops_per_token(c)
 
-        self.checkpoints = CheckpointManager(c.checkpoint.save_dir, c.checkpoint.keep_last)
+        self.checkpoints = CheckpointManager(save_dir, c.checkpoint.keep_last)
+        self.checkpoints.prepare_fresh_start(c.checkpoint.resume, c.checkpoint.overwrite)
         self._resume()
         self.train_iter = TrainBatchIterator(
             self.train_data, layout=self.batch, dp_rank=self.dp_rank,
@@ -145,7 +173,7 @@ class Trainer:
 
     def _model_shape(self) -> dict[str, Any]:
         c = config_to_dict(self.config)
-        return {**{f"model.{k}": v for k, v in c["model"].items()},
+        return {**{f"model.{k}": v for k, v in c["model"].items() if k != "layer_spec"},
                 **({f"lev.{k}": v for k, v in c["lev"].items()}
                    if self.config.model.embedding == "lev" else {}),
                 "parallel.tensor_parallel": self.config.parallel.tensor_parallel}
@@ -158,8 +186,9 @@ class Trainer:
             return
         meta = self.checkpoints.read_meta(tag_dir)
         check_compatible(meta, model_shape=self._model_shape(),
-                         data_fingerprint=self.data_fingerprint, force=c.force_resume,
-                         tag_dir=tag_dir)
+                         data_fingerprint=self.data_fingerprint,
+                         order_fingerprint=self.order_fingerprint, layer_spec=self.layer_spec,
+                         force=c.force_resume, tag_dir=tag_dir)
         if meta["global_batch_size"] != self.config.train.global_batch_size:
             log.warning("global batch size changed %d -> %d: the sample sequence continues "
                         "from consumed_samples=%d", meta["global_batch_size"],
@@ -185,11 +214,13 @@ class Trainer:
                 f"checkpoint {tag_dir} was saved at DP={saved_dp} with ZeRO-3; this run has "
                 f"DP={self.dp_size}. Resume ZeRO-3 at DP={saved_dp} (world size "
                 f"{saved_dp * self.config.parallel.tensor_parallel}); ZeRO 0-2 resume at any DP")
-        if stage == 0 and self.config.train.precision == "bf16":
+        if stage == 1 and self.config.train.precision == "bf16":
             raise CheckpointMismatchError(
-                f"checkpoint {tag_dir} was saved at DP={saved_dp} with ZeRO-0 + bf16, whose "
-                f"optimizer state DeepSpeed keeps per DP rank; resume at DP={saved_dp}, or use "
-                f"ZeRO-1/2 for runs that change size")
+                f"checkpoint {tag_dir} was saved at DP={saved_dp} with bf16 ZeRO-1, whose fp32 "
+                f"master weights DeepSpeed's BF16_Optimizer cannot re-partition (it would "
+                f"zero-pad them); this run has DP={self.dp_size}. Resume at DP={saved_dp} "
+                f"(world size {saved_dp * self.config.parallel.tensor_parallel}), or use "
+                f"train.zero_stage=2 for runs that change size")
         if stage in (1, 2):
             enable_elastic_zero_resume(self.engine)
         log.info("elastic resume: DP %d -> %d, same global batch %d (accumulation %d)",
@@ -226,7 +257,7 @@ class Trainer:
         self.consumed_samples += self.config.train.global_batch_size
         grad_norm = self.engine.get_global_grad_norm()
         record = {"loss": float(loss.item()),
-                  "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                  "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "skipped": self.engine.skipped_steps > skipped_before}
         if self.config.train.log_sample_ids:
             record["sample_ids"] = self._global_sample_ids(torch.cat(sample_ids))
@@ -257,10 +288,16 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the current step (every rank)."""
+        if self.poisoned or not self.last_step_finite:
+            log.error("not saving step %d: %s; the last good checkpoint is step %s", self.step,
+                      "a non-finite update was applied to the weights" if self.poisoned else
+                      "its loss was non-finite", self.last_saved_step)
+            return
         meta = {"consumed_samples": self.consumed_samples,
                 "global_batch_size": self.config.train.global_batch_size,
                 "world_size": dist.get_world_size(), "dp_size": self.dp_size,
                 "model_shape": self._model_shape(), "data_fingerprint": self.data_fingerprint,
+                "order_fingerprint": self.order_fingerprint, "layer_spec": self.layer_spec,
                 "config": config_to_dict(self.config)}
         start = time.monotonic()
         path = self.checkpoints.save(self.engine, self.step, meta)
@@ -286,20 +323,19 @@ class Trainer:
                                 step=self.step + 1)
             record = self.train_step()
             interval_steps += 1
-            if math.isfinite(record["loss"]) and not record["skipped"]:
+            self.last_step_finite = math.isfinite(record["loss"]) and not record["skipped"]
+            if self.last_step_finite:
                 bad_steps = 0
             else:
                 bad_steps += 1
+                self.poisoned |= not record["skipped"]
                 log.error("step %d: loss %s, grad-norm %s: update %s (%d bad steps in a row, "
                           "limit %d)", self.step, record["loss"], record["grad_norm"],
                           "skipped" if record["skipped"] else "NOT skipped (ZeRO-0/3 apply it)",
                           bad_steps, c.max_skipped_steps)
                 if bad_steps > c.max_skipped_steps:
-                    raise NonFiniteLossError(
-                        f"{bad_steps} consecutive non-finite losses up to step {self.step}; "
-                        f"last good checkpoint: step {self.last_saved_step} in "
-                        f"{self.config.checkpoint.save_dir} (lower optimizer.lr or raise "
-                        f"warm-up, then resume with checkpoint.resume=auto)")
+                    raise NonFiniteLossError(self._non_finite_message(
+                        f"{bad_steps} consecutive non-finite losses up to step {self.step}"))
             if self.step % c.log_interval == 0 or self.step == c.train_steps:
                 elapsed = time.monotonic() - interval_start
                 self._log_interval(record, interval_steps * tokens_per_step / elapsed)
@@ -309,6 +345,10 @@ class Trainer:
             if reason != StopReason.NONE and self.step < c.train_steps:
                 log.warning("stopping at step %d (%s); saving", self.step,
                             self.stopper.signal_name or reason.name.lower())
+                if self.poisoned or not self.last_step_finite:
+                    raise NonFiniteLossError(self._non_finite_message(
+                        f"stopped at step {self.step} right after a non-finite step (not "
+                        f"saved)"))
                 self.watchdog.enter("save", step=self.step)
                 self.save()
                 return ExitCode.REQUEUE
@@ -321,10 +361,19 @@ class Trainer:
                 self.watchdog.enter("save", step=self.step)
                 self.save()
                 interval_start = time.monotonic()
+        if self.poisoned or not self.last_step_finite:
+            raise NonFiniteLossError(self._non_finite_message(
+                f"the run ended at step {self.step} on a non-finite step (not saved)"))
         if self.last_saved_step != self.step:
             self.watchdog.enter("save", step=self.step)
             self.save()
         return ExitCode.FINISHED
+
+    def _non_finite_message(self, what: str) -> str:
+        last = (f"step {self.last_saved_step} in {self.config.checkpoint.save_dir}"
+                if self.last_saved_step is not None else "none (the run never saved)")
+        return (f"{what}; last good checkpoint: {last} (lower optimizer.lr or raise "
+                f"warm-up, then resume with checkpoint.resume=auto)")
 
     def _log_interval(self, record: dict[str, float], tokens_per_sec: float) -> None:
         world = dist.get_world_size()
@@ -340,9 +389,10 @@ class Trainer:
         self.metrics.write(full)
         if self.rank == 0:
             mfu = f" | MFU {100 * full['mfu']:.1f}%" if peak else ""
-            log.info("step %6d | loss %.4f | lr %.3e | grad-norm %.3f | %.0f tok/s | "
+            norm = "n/a" if full["grad_norm"] is None else f"{full['grad_norm']:.3f}"
+            log.info("step %6d | loss %.4f | lr %.3e | grad-norm %s | %.0f tok/s | "
                      "%.3f TFLOP/s/dev%s", self.step, full["loss"], full["lr"],
-                     full["grad_norm"], tokens_per_sec, tflops, mfu)
+                     norm, tokens_per_sec, tflops, mfu)
 
     def _log_eval(self) -> None:
         record = {"step": self.step, **self.evaluate()}

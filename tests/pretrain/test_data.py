@@ -12,22 +12,25 @@ import pytest
 import torch
 
 from pretrain.data import (
-    BatchLayout,
     DataMismatchError,
-    SampleOrder,
+    ShardCorruptError,
     ShardIndexError,
     ShardsNotFoundError,
     TokenShardDataset,
-    TrainBatchIterator,
     check_manifest,
-    global_batch_sample_ids,
     load_manifest,
-    num_val_micro_batches,
     open_split,
+)
+from pretrain.sampler import (
+    BatchLayout,
+    SampleOrder,
+    TrainBatchIterator,
+    epoch_permutation,
+    global_batch_sample_ids,
+    num_val_micro_batches,
     val_batches,
     val_subset_ids,
 )
-from pretrain.sampler import epoch_permutation
 
 SEQ = 32
 
@@ -279,3 +282,28 @@ def test_the_val_subset_reads_from_every_shard(shard_dir):
     assert sorted(seen) == val_subset_ids(int(starts[-1]), k).tolist()
     shard_of = np.searchsorted(starts, seen, side="right") - 1
     assert set(shard_of.tolist()) == set(range(len(shards)))
+
+
+def test_a_payload_with_ids_outside_the_vocabulary_names_the_shard_and_sample(shard_copy):
+    first = sorted((shard_copy / "train").glob("*.tar"))[0]
+    data = bytearray(first.read_bytes())
+    tokens = 512 + 2 * 3  # sample 0's payload starts after its tar header; its 4th id
+    data[tokens : tokens + 2] = (60000).to_bytes(2, "little")
+    first.write_bytes(bytes(data))
+    with open_split(shard_copy, "train", seq_length=SEQ, vocab_size=512) as ds:
+        with pytest.raises(ShardCorruptError, match=rf"{first}: sample 0 \(sample id 0 of "
+                                                    rf"split 'train'\) holds token id 60000 "
+                                                    rf">= the tokenizer's vocab_size"):
+            ds.read(np.array([5, 0]))
+        ds.read(np.array([5, 1]))  # the other samples still read
+
+
+def test_check_files_names_missing_and_truncated_shards_without_reading_them(shard_copy):
+    shards = sorted((shard_copy / "train").glob("*.tar"))
+    shards[0].unlink()
+    shards[1].write_bytes(shards[1].read_bytes()[:1000])
+    with open_split(shard_copy, "train", seq_length=SEQ, vocab_size=512) as ds:
+        problems = ds.check_files()
+    assert problems[0] == f"shard {shards[0]} listed in {shard_copy}/train.wids.json is missing"
+    assert problems[1].startswith(f"shard {shards[1]} has 1000 bytes, fewer than its")
+    assert len(problems) == 2

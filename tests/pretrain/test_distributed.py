@@ -2,7 +2,7 @@
 
 import pytest
 
-from pretrain.distributed import detect_rank_layout
+from pretrain.distributed import cuda_device_index, detect_rank_layout
 
 
 def test_torchrun_variables_are_read_as_is():
@@ -37,3 +37,17 @@ def test_mpich_mpiexec_variables():
 
 def test_no_launcher_is_one_process():
     assert detect_rank_layout({}).world_size == 1
+
+
+@pytest.mark.parametrize(("local_rank", "visible", "device"), [
+    (3, 8, 3),  # every GPU of the node visible to every rank (torchrun, --gpus-per-node)
+    (3, 1, 0),  # srun --gpus-per-task=1: each task sees only its own GPU, as device 0
+    (0, 1, 0),
+])
+def test_each_rank_drives_a_gpu_it_can_see(local_rank, visible, device):
+    assert cuda_device_index(local_rank, visible) == device
+
+
+def test_too_few_visible_gpus_for_the_local_rank_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"local rank 5 but this process sees 2 GPUs"):
+        cuda_device_index(5, 2)

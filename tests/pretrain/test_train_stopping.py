@@ -14,7 +14,7 @@ def test_a_nan_loss_step_is_skipped_and_training_goes_on(shard_dir, tmp_path):
     run_training(2, run_dir, shard_dir, "train.train_steps=5", "train.max_skipped_steps=2",
                  env={"LEV_FAULT_NAN_LOSS_STEPS": "3"})
     records = train_records(run_dir)
-    assert records[3]["skipped"] and math.isnan(records[3]["loss"])
+    assert records[3]["skipped"] and records[3]["loss"] is None  # NaN is null in strict JSON
     assert records[3]["lr"] == records[2]["lr"]  # the schedule did not advance either
     assert not records[4]["skipped"] and math.isfinite(records[4]["loss"])
     assert math.isfinite(records[5]["loss"])
@@ -28,8 +28,9 @@ def test_too_many_consecutive_nan_steps_stop_with_exit_3_naming_the_last_checkpo
                  expect=3)
     log = (tmp_path / "nan-always-logs" / "rank0.log").read_text()
     assert "3 consecutive non-finite losses up to step 5" in log
-    # Skipped updates leave the weights untouched, so the step-4 checkpoint is good.
-    assert "last good checkpoint: step 4" in log
+    # A step whose loss was non-finite is never saved (here step 4, although skipped).
+    assert "not saving step 4: its loss was non-finite" in log
+    assert "last good checkpoint: step 2" in log
 
 
 def test_time_budget_saves_and_exits_75_at_a_step_boundary(shard_dir, tmp_path):
