@@ -222,13 +222,14 @@ class CheckpointManager:
                         len(moved), ", ".join(map(str, moved)))
         _barrier()
 
-    def find_resume(self, resume: str) -> Path | None:
+    def find_resume(self, resume: str, *, set_aside: bool = True) -> Path | None:
         """The tag directory to resume from, or ``None`` to start fresh (same on every rank).
 
         ``auto``: the newest complete tag whose files match its ``meta.json`` on every
         rank; a tag that fails is skipped with a warning naming the file. ``meta.json`` is
         the only commit marker (``latest`` is a hint for people and tools). ``none``: start
         fresh. Anything else: a tag directory, which must be complete and intact.
+        ``set_aside=False`` leaves damaged tags in place (readers such as evaluation).
         """
         if resume == "none":
             return None
@@ -253,7 +254,7 @@ class CheckpointManager:
             log.warning("skipping checkpoint %s: %s%s; trying the previous one", tag,
                         problems[0], f" (and {len(problems) - 1} more)" if len(problems) > 1
                         else "")
-            if self.rank == 0:  # kept for inspection, out of auto's way
+            if set_aside and self.rank == 0:  # kept for inspection, out of auto's way
                 log.warning("moved damaged %s to %s", tag, _set_aside(self.save_dir / tag))
             _barrier()
         if tags:

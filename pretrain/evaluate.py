@@ -39,109 +39,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pretrain.inference import (
+    EvaluationError,
+    build_inference_engine,
+    ensure_tensor_parallel,
+    load_checkpoint_config,
+    resolve_checkpoint,
+)
 from pretrain.logs import setup_logging
 from pretrain.metrics import perplexity
 
-__all__ = ["evaluate_checkpoint", "load_checkpoint_config", "main", "resolve_checkpoint"]
+__all__ = ["evaluate_checkpoint", "main"]
 
 log = logging.getLogger("pretrain.evaluate")
-
-
-class EvaluationError(ValueError):
-    """The checkpoint or data cannot be evaluated as asked (message says why and the fix)."""
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The complete tag directory that ``path`` names (a tag or a save_dir).
-
-    Raises:
-        EvaluationError: no complete checkpoint there.
-    """
-    from pretrain.checkpoint import META, CheckpointManager
-
-    path = Path(path)
-    if (path / META).is_file():
-        return path
-    tag_dir = None
-    if path.is_dir():
-        tag_dir = CheckpointManager(path, keep_last=1).find_resume("auto")
-    if tag_dir is None:
-        raise EvaluationError(
-            f"--checkpoint {path}: no complete checkpoint (a step* directory with {META}, or "
-            f"a checkpoint.save_dir holding one); pass a finished run's save_dir or tag")
-    return tag_dir
-
-
-def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size: int | None):
-    """The training config stored in ``tag_dir``, re-targeted at ``data_dir`` for eval.
-
-    The batch becomes one micro-batch per rank (no accumulation), so any DP size fits.
-    """
-    from pretrain.checkpoint import META
-    from pretrain.config import load_config
-
-    meta = json.loads((tag_dir / META).read_text())
-    if "config" not in meta:
-        raise EvaluationError(f"{tag_dir}/meta.json has no 'config'; it predates config "
-                              "recording and cannot be rebuilt")
-    raw = meta["config"]
-    mbs = micro_batch_size or raw["train"]["micro_batch_size"]
-    raw["data"]["path"] = str(data_dir)
-    raw["train"]["micro_batch_size"] = mbs
-    raw["train"]["global_batch_size"] = mbs  # replaced per DP size in _ds_config
-    # The modules it was trained with (a TE-trained checkpoint on a host without TE is
-    # refused by model.layer_spec with what to do, not by a missing-key traceback).
-    raw["model"]["layer_spec"] = meta.get("layer_spec", "local")
-    # JSON is YAML, so every stored value round-trips through the validated loader.
-    overrides = [f"{section}.{key}={json.dumps(value)}"
-                 for section, fields in raw.items() for key, value in fields.items()]
-    return load_config(None, overrides), meta
-
-
-def _ensure_tensor_parallel(tp: int, seed: int) -> None:
-    """(Re)build megatron's TP x DP groups for ``tp`` inside the existing process group."""
-    from megatron.core import parallel_state as ps
-    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
-
-    world = dist.get_world_size()
-    if world % tp:
-        raise EvaluationError(
-            f"checkpoint trained with parallel.tensor_parallel={tp}; world size {world} is not "
-            f"a multiple of it: launch {tp}, {2 * tp}, ... ranks")
-    if ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() == tp:
-        return
-    if ps.model_parallel_is_initialized():
-        ps.destroy_model_parallel()
-    ps.initialize_model_parallel(tensor_model_parallel_size=tp)
-    torch.manual_seed(seed)
-    model_parallel_cuda_manual_seed(seed)
-
-
-def _build_engine(config, meta: dict[str, Any], tag_dir: Path):
-    """A DeepSpeed engine like the trainer's, with the checkpoint's weights loaded."""
-    from megatron.core import parallel_state as ps
-
-    from pretrain.trainer import build_engine
-
-    dp = ps.get_data_parallel_world_size()
-    config.train.global_batch_size = config.train.micro_batch_size * dp
-    engine, _ = build_engine(config, dp)
-    stage = config.train.zero_stage
-    if stage == 3 and meta["dp_size"] != dp:
-        raise EvaluationError(
-            f"{tag_dir} is a ZeRO-3 checkpoint saved at DP={meta['dp_size']}; its weights are "
-            f"partitioned over those ranks. Evaluate it with world size "
-            f"{meta['dp_size'] * config.parallel.tensor_parallel} (DP={meta['dp_size']})")
-    # ZeRO 0-2 keep full module weights in mp_rank_XX_model_states.pt: loading the module
-    # only needs no optimizer partitions, so any DP size works. ZeRO-3 keeps weights
-    # in its partitions and needs the full (optimizer-state-free) ZeRO load.
-    load_path, _ = engine.load_checkpoint(
-        str(tag_dir.parent), tag=tag_dir.name, load_optimizer_states=False,
-        load_lr_scheduler_states=False, load_module_only=stage != 3)
-    if load_path is None:
-        raise EvaluationError(f"DeepSpeed found no checkpoint files in {tag_dir}")
-    engine.eval()
-    return engine
 
 
 @torch.no_grad()
@@ -158,13 +68,13 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     from pretrain.sampler import val_batches
 
     config, meta = load_checkpoint_config(tag_dir, data_dir, micro_batch_size)
-    _ensure_tensor_parallel(config.parallel.tensor_parallel, config.train.seed)
+    ensure_tensor_parallel(config.parallel.tensor_parallel, config.train.seed)
     val = open_split(str(data_dir), "val", seq_length=config.model.seq_length,
                      vocab_size=config.model.vocab_size)
     if val.manifest.get("fingerprint") != meta.get("data_fingerprint"):
         log.warning("%s was trained on other shards than %s (fingerprint differs); the "
                     "buckets come from %s's train counts", tag_dir, data_dir, data_dir)
-    engine = _build_engine(config, meta, tag_dir)
+    engine = build_inference_engine(config, meta, tag_dir)
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
     nb = int(token_bucket.max()) + 1
     bucket_of = torch.as_tensor(token_bucket, dtype=torch.int64)
@@ -205,6 +115,41 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
         "tokens": int(total_tokens), "loss": overall, "ppl": perplexity(overall),
         "bucket_tokens": [int(t) for t in tokens], "bucket_loss_sum": loss_sum,
     }
+
+
+def _check_tokenizers(data_dir: Path, tags: list[Path]) -> None:
+    """Refuse shards tokenized with another tokenizer than a checkpoint's (the perplexity
+    would be of other token ids: meaningless)."""
+    from pretrain.data import load_manifest
+
+    shards = load_manifest(data_dir)["tokenizer"]["sha256"]
+    for tag in tags:
+        meta = json.loads((tag / "meta.json").read_text())
+        record = meta.get("tokenizer")
+        if record is None:  # saved before meta.json recorded it: the training manifest's
+            trained_on = Path(meta["config"]["data"]["path"]) / "manifest.json"
+            if not trained_on.is_file():
+                log.warning("%s records no tokenizer and its training shards are gone: "
+                            "cannot check that %s uses the same one", tag, data_dir)
+                continue
+            record = json.loads(trained_on.read_text())["tokenizer"]
+        if record["sha256"] != shards:
+            raise EvaluationError(
+                f"{tag} was trained with tokenizer sha256 {record['sha256']} "
+                f"({record.get('path')}), but --data {data_dir} was tokenized with sha256 "
+                f"{shards}; evaluate on shards made with the checkpoint's tokenizer "
+                f"(data_prep/shard.py --tokenizer {record.get('path')})")
+
+
+def _check_output(output: Path) -> None:
+    """Fail before the (long) evaluation, not after it, if the report cannot be written."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EvaluationError(f"--output {output} is not a writable directory ({exc})") from exc
 
 
 def _default_labels(tags: list[Path], embeddings: list[str]) -> list[str]:
@@ -282,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if not counts_path.is_file():
             raise EvaluationError(f"{counts_path} is missing; re-run data_prep/shard.py "
                                   "(it writes the train split's unigram counts)")
+        _check_tokenizers(Path(args.data), [t for _, tags in plan for t in tags])
+        _check_output(Path(args.output))
         first = json.loads((plan[0][1][0] / "meta.json").read_text())["config"]
         init_distributed(first["parallel"]["tensor_parallel"], first["train"]["seed"])
         vocab = first["model"]["vocab_size"]

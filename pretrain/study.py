@@ -265,8 +265,10 @@ def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: i
     return report
 
 
-def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool = True) -> None:
-    """Train every run (``jobs`` at a time), log results, then evaluate per corpus."""
+def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool = True,
+             cloze: bool = True) -> None:
+    """Train every run (``jobs`` at a time), log results, then evaluate per corpus (and, for
+    ``compare``, score the offline lm-eval task, ``pretrain/study_cloze.py``)."""
     plan = runs[0].plan
     (out / plan).mkdir(parents=True, exist_ok=True)
     results = out / plan / "results.jsonl"
@@ -294,6 +296,15 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
             report = evaluate_corpus(out, plan, corpus, [r for r in runs if r.corpus == corpus],
                                      nproc=jobs)
             log.info("%s %s: %s", plan, corpus, report / "report.md")
+            if plan == "compare" and cloze:
+                from pretrain.study_cloze import score_corpus
+
+                groups: dict[str, list[Path]] = {}
+                for r in runs:
+                    if r.corpus == corpus:
+                        groups.setdefault(r.variant, []).append(save_dir(out, r))
+                log.info("%s %s: %s", plan, corpus,
+                         score_corpus(shard_path(out, corpus), report, groups))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once")
     parser.add_argument("--nproc", type=int, default=1, help="ranks per run")
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
+    parser.add_argument("--no-cloze", action="store_true",
+                        help="compare: skip the offline lm-eval task (export + lm_eval per run)")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report: where the study's summary goes")
     args = parser.parse_args(argv)
@@ -340,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps:
         for r in runs:
             r.overrides.append(f"train.train_steps={args.steps}")
-    run_plan(out, runs, args.jobs, args.nproc, evaluate=not args.no_evaluate)
+    run_plan(out, runs, args.jobs, args.nproc, evaluate=not args.no_evaluate,
+             cloze=not args.no_cloze)
     return 0
 
 

@@ -298,6 +298,8 @@ class Trainer:
                 "world_size": dist.get_world_size(), "dp_size": self.dp_size,
                 "model_shape": self._model_shape(), "data_fingerprint": self.data_fingerprint,
                 "order_fingerprint": self.order_fingerprint, "layer_spec": self.layer_spec,
+                # The exact tokenizer (path, sha256, EOD): export and evaluation check it.
+                "tokenizer": self.train_data.manifest["tokenizer"],
                 "config": config_to_dict(self.config)}
         start = time.monotonic()
         path = self.checkpoints.save(self.engine, self.step, meta)

@@ -5,7 +5,10 @@
 # init and the data order), on two real corpora. Then one evaluation per corpus over the
 # whole validation split: ppl mean +- std per variant and per seed, lev-vs-baseline change
 # and whether it exceeds the seed spread, per-frequency-bucket ppl, tokens-to-target both
-# ways, plots. It is `python -m pretrain.study compare` (see pretrain/study.py).
+# ways, plots. Then every run is exported to Hugging Face and scored by lm-evaluation-harness
+# on the offline LAMBADA-style task lev_cloze built from the validation split (accuracy and
+# target-word ppl per variant, report/cloze.md; CLOZE=0 skips it). It is
+# `python -m pretrain.study compare` (see pretrain/study.py).
 #
 #   bash scripts/compare_embeddings.sh                               # both corpora, 3 seeds
 #   SEEDS="1" CORPORA=shakespeare STEPS=400 bash scripts/compare_embeddings.sh   # quick look
@@ -20,11 +23,12 @@
 # than 2-rank DP: no gradient all-reduce). A finished run is never retrained and an
 # interrupted one resumes; delete $OUT/compare to start over.
 # Time on a 2-core CPU: about 4.5 core-minutes per 500 steps and run; the default (2 corpora x
-# 3 seeds x 4 variants x 1000 steps) is about 110 minutes.
+# 3 seeds x 4 variants x 1000 steps) is about 110 minutes, plus about a minute per run for
+# the export and lm-eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 OUT=${OUT:-runs/compare}
@@ -33,10 +37,14 @@ read -r -a seeds <<< "${SEEDS:-1 2 3}"
 read -r -a corpora <<< "${CORPORA:-shakespeare wordnet}"
 data=(--corpora "${corpora[@]}")
 if [ -n "${DATA_DIR:-}" ]; then data=(--data-dir "$DATA_DIR"); fi
+cloze=()
+if [ "${CLOZE:-1}" = 0 ]; then cloze=(--no-cloze); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 python3 -m pretrain.study compare --out "$OUT" "${data[@]}" --seeds "${seeds[@]}" \
-  --steps "$STEPS" --variant "${VARIANT:-lev}" --jobs "${JOBS:-2}" --nproc "${NPROC:-1}"
-for report in "$OUT"/compare/*/report/report.md; do
+  --steps "$STEPS" --variant "${VARIANT:-lev}" --jobs "${JOBS:-2}" --nproc "${NPROC:-1}" \
+  "${cloze[@]}"
+for report in "$OUT"/compare/*/report/report.md "$OUT"/compare/*/report/cloze.md; do
+  [ -f "$report" ] || continue
   echo "== $report"
   cat "$report"
 done

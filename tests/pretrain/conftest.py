@@ -44,10 +44,11 @@ def _documents() -> list[str]:
 
 
 def _train_tokenizer(docs: list[str], path: Path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()  # as data_prep/train_tokenizer.py: ids decode to text
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
         special_tokens=[EOD_TOKEN],

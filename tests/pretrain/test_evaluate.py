@@ -256,3 +256,27 @@ def test_a_zero3_checkpoint_at_another_dp_size_is_refused_with_the_fix(checkpoin
     logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "tied_zero3",
                         "--data", shard_dir, "--output", tmp_path / "report", expect=2)
     assert "ZeRO-3 checkpoint saved at DP=2" in logs and "world size 2" in logs
+
+
+@multiproc
+def test_shards_of_another_tokenizer_are_refused_before_any_work(checkpoints, shard_copy,
+                                                                 tmp_path):
+    manifest = json.loads((shard_copy / "manifest.json").read_text())
+    trained_with = manifest["tokenizer"]["sha256"]
+    manifest["tokenizer"]["sha256"] = "0" * 64  # shards made with another tokenizer.json
+    (shard_copy / "manifest.json").write_text(json.dumps(manifest))
+    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data",
+                        shard_copy, "--output", tmp_path / "report", expect=2)
+    assert f"was trained with tokenizer sha256 {trained_with}" in logs
+    assert f"tokenized with sha256 {'0' * 64}" in logs
+    assert "evaluating" not in logs
+
+
+@multiproc
+def test_an_unwritable_output_is_refused_before_any_work(checkpoints, shard_dir, tmp_path):
+    blocker = tmp_path / "report"
+    blocker.write_text("a file where the report directory should go")
+    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data",
+                        shard_dir, "--output", blocker, expect=2)
+    assert f"--output {blocker} is not a writable directory" in logs
+    assert "evaluating" not in logs
