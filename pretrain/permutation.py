@@ -28,12 +28,15 @@ _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function: a fixed bijective scramble of uint64 (no RNG state)."""
-    with np.errstate(over="ignore"):  # modular uint64 arithmetic is the point
-        x = np.asarray(x, dtype=np.uint64) + _GOLDEN
-        x = (x ^ (x >> np.uint64(30))) * _MIX_1
-        x = (x ^ (x >> np.uint64(27))) * _MIX_2
-        return x ^ (x >> np.uint64(31))
+    """SplitMix64's output function: a fixed bijective scramble of uint64 (no RNG state).
+
+    Array arithmetic wraps modulo 2**64 silently, which is the point (only numpy scalars
+    warn on overflow, so ``x`` is always made an array).
+    """
+    x = np.asarray(x, dtype=np.uint64).reshape(-1) + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * _MIX_1
+    x = (x ^ (x >> np.uint64(27))) * _MIX_2
+    return x ^ (x >> np.uint64(31))
 
 
 class KeyedPermutation:

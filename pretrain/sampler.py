@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,23 +80,42 @@ class SampleOrder:
     """Maps stream positions to sample ids for one split and seed.
 
     Position ``p`` holds ``perm(seed, p // N)[p % N]`` with ``perm`` the keyed bijection
-    of ``pretrain/permutation.py``: no per-epoch index is built or held, so memory does
-    not grow with the corpus and start-up is immediate.
+    of ``pretrain/permutation.py``: no per-epoch index is built. Ids are computed for
+    blocks of ``block`` consecutive positions at once (numpy's per-call overhead would
+    otherwise dominate micro-batches of a few samples) and the last two blocks are kept:
+    at most ``2 * block * 8`` bytes (1 MiB by default), whatever the corpus size.
 
     Args:
         num_samples: Number of samples in the split.
         seed: Data seed of the run.
+        block: Positions computed together.
     """
 
-    def __init__(self, num_samples: int, seed: int) -> None:
+    def __init__(self, num_samples: int, seed: int, *, block: int = 65536) -> None:
         self._perm = KeyedPermutation(num_samples, seed)
         self.num_samples = self._perm.num_samples
         self.seed = self._perm.seed
+        self._block = max(1, block)
+        self._blocks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     @property
     def fingerprint(self) -> str:
         """:func:`pretrain.permutation.order_fingerprint` of this split and seed."""
         return order_fingerprint(self.num_samples, self.seed)
+
+    def _ids_of_block(self, epoch: int, index: int) -> np.ndarray:
+        key = (epoch, index)
+        ids = self._blocks.get(key)
+        if ids is None:
+            start = index * self._block
+            stop = min(start + self._block, self.num_samples)
+            ids = self._perm.apply(epoch, np.arange(start, stop, dtype=np.int64))
+            self._blocks[key] = ids
+            while len(self._blocks) > 2:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(key)
+        return ids
 
     def sample_ids(self, start: int, stop: int) -> np.ndarray:
         """Sample ids at stream positions ``[start, stop)`` as an ``int64`` array."""
@@ -103,13 +123,14 @@ class SampleOrder:
             raise ValueError(f"invalid stream range [{start}, {stop})")
         out = np.empty(stop - start, dtype=np.int64)
         pos = start
-        # A range may straddle epoch boundaries (when GB does not divide N): fill it
-        # piecewise, one epoch at a time.
+        # A range may straddle blocks and epoch boundaries (when GB does not divide N):
+        # fill it piecewise.
         while pos < stop:
             epoch, offset = divmod(pos, self.num_samples)
-            take = min(stop - pos, self.num_samples - offset)
-            out[pos - start : pos - start + take] = self._perm.apply(
-                epoch, np.arange(offset, offset + take, dtype=np.int64))
+            index, inner = divmod(offset, self._block)
+            ids = self._ids_of_block(epoch, index)
+            take = min(stop - pos, len(ids) - inner)
+            out[pos - start : pos - start + take] = ids[inner : inner + take]
             pos += take
         return out
 

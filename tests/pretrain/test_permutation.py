@@ -59,3 +59,12 @@ def test_a_300b_token_split_maps_positions_without_building_an_index():
     ids = order.sample_ids(n - 4, n + 4)  # straddles the epoch boundary
     assert ids.dtype == np.int64 and ((ids >= 0) & (ids < n)).all()
     assert np.array_equal(ids, order.sample_ids(n - 4, n + 4))
+
+
+def test_block_size_is_a_cache_detail_that_never_changes_the_order():
+    n = 1000
+    direct = np.concatenate([KeyedPermutation(n, 3).apply(e, np.arange(n)) for e in (0, 1, 2)])
+    for block in (1, 7, 64, 65536):
+        order = SampleOrder(n, seed=3, block=block)
+        for start, stop in ((0, 3000), (995, 1010), (1999, 2001), (513, 514)):
+            assert np.array_equal(order.sample_ids(start, stop), direct[start:stop])
