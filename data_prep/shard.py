@@ -337,9 +337,54 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
         "text_key": cfg.text_key,
     }
     manifest = merge_units(results, header, spec.manifest_entry())
+    check_trainable(manifest, cfg)  # before the manifest makes the directory look usable
     write_outputs(cfg.output, manifest, counts)
     _summarize(manifest, time.monotonic() - t_start, progress, len(todo), len(units))
     return manifest
+
+
+class EmptyOutputError(InputError):
+    """Sharding would produce a data set that cannot train (no samples, no validation)."""
+
+
+def check_trainable(manifest: dict, cfg: ShardConfig) -> None:
+    """Refuse output no training run can use, naming why (exit 2), or warn.
+
+    Raises:
+        EmptyOutputError: no document read; every document skipped (by reason, with
+            examples); fewer train tokens than one sample; an empty validation split
+            although ``--val-fraction`` asked for one.
+    """
+    docs, splits = manifest["documents"], manifest["splits"]
+    inputs = " ".join(cfg.inputs)
+    if docs["read"] == 0:
+        raise EmptyOutputError(
+            f"no documents read from {inputs}: the inputs are empty (or hold only files "
+            f"shard.py does not read); nothing to shard")
+    if docs["kept"] == 0:
+        reasons = "; ".join(
+            f"{reason}={entry['count']} (e.g. {', '.join(entry['examples'][:2]) or '-'})"
+            for reason, entry in sorted(docs["skipped"].items()))
+        hint = (f" (is --text-key {cfg.text_key!r} the field holding the text?)"
+                if "missing_text_key" in docs["skipped"] else "")
+        raise EmptyOutputError(
+            f"all {docs['read']} documents of {inputs} were skipped: {reasons}{hint}")
+    if splits["train"]["samples"] == 0:
+        tokens = splits["train"]["tokens"] + splits["train"]["tail_tokens_dropped"]
+        raise EmptyOutputError(
+            f"the train split has {tokens} tokens, fewer than one sample of --seq-length "
+            f"{cfg.seq_length} + 1 = {cfg.seq_length + 1} tokens: use a larger corpus or a "
+            f"smaller --seq-length")
+    if splits["val"]["samples"] == 0:
+        message = (f"the validation split is empty ({docs['kept_val']} of {docs['kept']} "
+                   f"documents drawn with --val-fraction {cfg.val_fraction}, fewer tokens "
+                   f"than one sample)")
+        if cfg.val_fraction > 0:
+            raise EmptyOutputError(
+                f"{message}: raise --val-fraction (e.g. "
+                f"{min(0.5, max(0.05, 2 * cfg.val_fraction)):g}), or pass --val-fraction 0 "
+                f"to shard without validation (then train with train.eval_interval=0)")
+        log.warning("%s: --val-fraction 0, so runs on these shards cannot evaluate", message)
 
 
 def _summarize(

@@ -285,7 +285,10 @@ class TokenShardDataset:
         index = _read_json(self.index_path, f"shard index for split {split!r}")
         shards = index.get("shardlist") or []
         if not shards:
-            raise ShardIndexError(f"{self.index_path} lists no shards; re-shard with more data")
+            hint = ("these shards have no validation split (--val-fraction 0): set "
+                    "train.eval_interval=0, or re-shard with --val-fraction > 0"
+                    if split == "val" else "re-shard with more data")
+            raise ShardIndexError(f"{self.index_path} lists no shards; {hint}")
         self.paths = [self._resolve(s["url"]) for s in shards]
         lengths = np.asarray([int(s["nsamples"]) for s in shards], dtype=np.int64)
         if (lengths < 0).any():

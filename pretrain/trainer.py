@@ -149,9 +149,13 @@ class Trainer:
                                  micro_batch_size=c.train.micro_batch_size, dp_size=self.dp_size)
         save_dir = rank_view_of_save_dir(c.checkpoint.save_dir, self.rank)
         check_save_dir_shared(save_dir, timeout_s=c.checkpoint.probe_timeout_s)
-        self.train_data, self.val_data = open_splits_everywhere(
+        # Without evaluation a run needs no validation split (shards made with
+        # --val-fraction 0 have none).
+        splits = ("train", "val") if c.train.eval_interval else ("train",)
+        opened = open_splits_everywhere(
             lambda split: open_split(c.data.path, split, seq_length=c.model.seq_length,
-                                     vocab_size=c.model.vocab_size), ("train", "val"))
+                                     vocab_size=c.model.vocab_size), splits)
+        self.train_data, self.val_data = opened[0], (opened[1] if len(opened) > 1 else None)
         self.data_fingerprint = self.train_data.manifest["fingerprint"]
         self.order_fingerprint = order_fingerprint(len(self.train_data), c.data.shuffle_seed)
         self.layer_spec = layer_spec(c)[1]

@@ -3,7 +3,8 @@
 #   install -> real corpus (Shakespeare, Pile jsonl.zst format) -> BPE tokenizer ->
 #   webdataset shards -> LEV training on 2 ranks (DP=2, gloo) -> stop at half way with a
 #   checkpoint -> resume to the end -> validation perplexity (overall and per frequency
-#   bucket). Output: demo_out/. Finishes in a few minutes on 2 cores.
+#   bucket) -> a Hugging Face export (LEV materialised) -> a few generated lines.
+#   Output: demo_out/. Finishes in a few minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-demo_out}
@@ -39,3 +40,7 @@ echo "== evaluating the final checkpoint"
 python3 -m torch.distributed.run --standalone --nproc-per-node "$NPROC" \
   -m pretrain.evaluate --checkpoint "$OUT/runs/lev" --data "$OUT/shards" --output "$OUT/eval"
 cat "$OUT/eval/report.md"
+
+echo "== exporting to Hugging Face (a plain LlamaForCausalLM) and generating from it"
+python3 -m pretrain.export_hf --checkpoint "$OUT/runs/lev" --output "$OUT/hf" --force
+python3 -m pretrain.generate --checkpoint "$OUT/hf" --prompt "ROMEO:" --max-new-tokens 40
