@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 if __package__ in (None, ""):  # run as `python data_prep/shard.py`: make the repo importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,7 +83,9 @@ class ShardConfig:
     """Show a tqdm bar on rank 0."""
     wait_timeout_s: float = 0.0
     """srun without an MPI world: how long rank 0 waits for the other ranks (0 = forever)."""
-    log_every_s: float = field(default=1.0, repr=False)
+    log_every_s: float = 30.0
+    allow_empty: bool = False
+    """Write the manifest even when the output cannot train (auditing bad input)."""
 
     def __post_init__(self) -> None:
         if self.seq_length < 1:
@@ -92,6 +94,8 @@ class ShardConfig:
             raise ShardConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.shard_size_mb <= 0:
             raise ShardConfigError(f"--shard-size-mb must be > 0, got {self.shard_size_mb}")
+        if self.log_every_s <= 0:
+            raise ShardConfigError(f"--log-every-s must be > 0, got {self.log_every_s}")
         if self.unit_size_mb <= 0:
             raise ShardConfigError(f"--unit-size-mb must be > 0, got {self.unit_size_mb}")
         if self.batch_size < 1:
@@ -101,19 +105,39 @@ class ShardConfig:
 
 
 class _Progress:
-    """tqdm over this rank's units, with docs/s and tokens/s (rank 0 only)."""
+    """Rank 0's progress over its units: a tqdm bar on a terminal; elsewhere (Slurm, CI
+    logs) one line every ``log_every_s`` seconds with docs/s, tokens/s and an ETA."""
 
-    def __init__(self, total_units: int, enabled: bool, world: World) -> None:
+    def __init__(self, total_units: int, enabled: bool, world: World,
+                 log_every_s: float = 30.0) -> None:
         self.docs = self.tokens = 0
-        self.t0 = self._last = time.monotonic()
+        self.total_units = total_units
+        self.t0 = self._last = self._last_line = time.monotonic()
+        tty = sys.stderr.isatty()
+        self.log_every_s = log_every_s if enabled and not tty else None
         self.bar = tqdm(
             total=total_units,
             unit="unit",
-            disable=not enabled,
+            disable=not (enabled and tty),
             dynamic_ncols=True,
             desc=f"shard rank 0/{world.size}",
             file=sys.stderr,
         )
+
+    def unit_done(self) -> None:
+        self.bar.update(1)
+        self._maybe_log(time.monotonic())
+
+    def _maybe_log(self, now: float) -> None:
+        if self.log_every_s is None or now - self._last_line < self.log_every_s:
+            return
+        self._last_line = now
+        dt = max(now - self.t0, 1e-9)
+        done = self.bar.n
+        eta = (f"{(self.total_units - done) * dt / done:.0f}s" if done else "unknown")
+        log.info("progress: %d/%d units, %d docs, %d tokens, %.0f docs/s, %.0f tokens/s, "
+                 "ETA %s", done, self.total_units, self.docs, self.tokens, self.docs / dt,
+                 self.tokens / dt, eta)
 
     def batch(self, docs: int, tokens: int) -> None:
         self.docs += docs
@@ -123,6 +147,7 @@ class _Progress:
             self._last = now
             dt = max(now - self.t0, 1e-9)
             self.bar.set_postfix_str(f"{self.docs / dt:,.0f} docs/s {self.tokens / dt:,.0f} tok/s")
+        self._maybe_log(now)
 
     def close(self) -> None:
         self.bar.close()
@@ -312,12 +337,12 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
             spec.dtype,
             spec.vocab_size,
         )
-    progress = _Progress(len(todo), cfg.progress and world.rank == 0, world)
+    progress = _Progress(len(todo), cfg.progress and world.rank == 0, world, cfg.log_every_s)
     try:
         for u in todo:
             result, counts = process_unit(u, units[u], tok, spec, cfg, progress)
             work.save_unit(u, result, counts)
-            progress.bar.update(1)
+            progress.unit_done()
     finally:
         progress.close()
     _wait_for_all(world, work, len(units), cfg, assignment)
@@ -337,7 +362,12 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
         "text_key": cfg.text_key,
     }
     manifest = merge_units(results, header, spec.manifest_entry())
-    check_trainable(manifest, cfg)  # before the manifest makes the directory look usable
+    try:  # before the manifest makes the directory look usable
+        check_trainable(manifest, cfg)
+    except EmptyOutputError as exc:
+        if not cfg.allow_empty:
+            raise
+        log.warning("%s (--allow-empty: writing the manifest anyway)", exc)
     write_outputs(cfg.output, manifest, counts)
     _summarize(manifest, time.monotonic() - t_start, progress, len(todo), len(units))
     return manifest
@@ -372,9 +402,10 @@ def check_trainable(manifest: dict, cfg: ShardConfig) -> None:
     if splits["train"]["samples"] == 0:
         tokens = splits["train"]["tokens"] + splits["train"]["tail_tokens_dropped"]
         raise EmptyOutputError(
-            f"the train split has {tokens} tokens, fewer than one sample of --seq-length "
-            f"{cfg.seq_length} + 1 = {cfg.seq_length + 1} tokens: use a larger corpus or a "
-            f"smaller --seq-length")
+            f"the train split packs into no sample: {tokens} tokens, and each work unit "
+            f"needs one sample of --seq-length {cfg.seq_length} + 1 = {cfg.seq_length + 1} "
+            f"tokens (a unit's tail is dropped): use a larger corpus, a smaller "
+            f"--seq-length or a larger --unit-size-mb")
     if splits["val"]["samples"] == 0:
         message = (f"the validation split is empty ({docs['kept_val']} of {docs['kept']} "
                    f"documents drawn with --val-fraction {cfg.val_fraction}, fewer tokens "
@@ -459,7 +490,14 @@ def _parse_args(argv: list[str] | None) -> ShardConfig:
     )
     p.add_argument("--unit-size-mb", type=float, default=256.0, help="input bytes per work unit")
     p.add_argument("--batch-size", type=int, default=1024, help="documents per tokenizer call")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (terminal) and no progress lines (logs)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write the manifest even if no sample (or no validation sample) "
+                        "results, e.g. to audit bad input; training cannot use it")
+    p.add_argument("--log-every-s", type=float, default=30.0,
+                   help="when stderr is not a terminal (Slurm, CI): seconds between progress "
+                        "lines (default 30)")
     p.add_argument(
         "--wait-timeout",
         type=float,

@@ -35,6 +35,7 @@ PYTHON=${PYTHON:-python}
 LAUNCHER=${LAUNCHER:-srun}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-0}
 EXTRA_ARGS=${EXTRA_ARGS:-}          # e.g. "--overwrite"
+LOG_EVERY_S=${LOG_EVERY_S:-60}      # seconds between progress lines in the job log
 
 # One tokenizer thread per task: parallelism comes from tasks, not from rayon threads.
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
@@ -48,7 +49,7 @@ CMD=("$PYTHON" "$REPO_DIR/data_prep/shard.py"
      --input "${INPUT_ARR[@]}" --tokenizer "$TOKENIZER" --output "$OUTPUT_DIR"
      --seq-length "$SEQ_LENGTH" --val-fraction "$VAL_FRACTION" --shard-size-mb "$SHARD_SIZE_MB"
      --unit-size-mb "$UNIT_SIZE_MB" --text-key "$TEXT_KEY" --dtype "$DTYPE" --eod-token "$EOD_TOKEN"
-     --wait-timeout "$WAIT_TIMEOUT" --no-progress "${EXTRA_ARR[@]}")
+     --wait-timeout "$WAIT_TIMEOUT" --log-every-s "$LOG_EVERY_S" "${EXTRA_ARR[@]}")
 
 echo "lev-shard: job ${SLURM_JOB_ID:-?} ntasks=${SLURM_NTASKS:-1} launcher=$LAUNCHER output=$OUTPUT_DIR"
 set -f  # keep globs in INPUT literal for shard.py

@@ -75,7 +75,9 @@ EXPECTED = {
 @pytest.mark.parametrize("unit_mb", ["256", "0.0002"], ids=["one-unit", "tiny-byte-ranges"])
 def test_each_bad_input_reason_is_counted_exactly(tmp_path, bad_corpus, tokenizer, unit_mb):
     out = tmp_path / "shards"
-    run_tool("shard.py", *shard_args([bad_corpus], tokenizer, out, "--unit-size-mb", unit_mb))
+    # --allow-empty: the few good documents pack into no sample; the counts are the point.
+    run_tool("shard.py", *shard_args([bad_corpus], tokenizer, out, "--unit-size-mb", unit_mb,
+                                     "--allow-empty"))
     docs = json.loads((out / "manifest.json").read_text())["documents"]
     assert {k: v["count"] for k, v in docs["skipped"].items()} == EXPECTED
     assert docs["kept"] == 7
@@ -85,7 +87,8 @@ def test_each_bad_input_reason_is_counted_exactly(tmp_path, bad_corpus, tokenize
 def test_skip_examples_name_file_and_line(tmp_path, bad_corpus, tokenizer):
     out = tmp_path / "shards"
     # Tiny units split a.jsonl into byte ranges: line numbers must still be absolute.
-    run_tool("shard.py", *shard_args([bad_corpus], tokenizer, out, "--unit-size-mb", "0.0002"))
+    run_tool("shard.py", *shard_args([bad_corpus], tokenizer, out, "--unit-size-mb", "0.0002",
+                                     "--allow-empty"))
     skipped = json.loads((out / "manifest.json").read_text())["documents"]["skipped"]
     a = str(bad_corpus / "a.jsonl")
     assert skipped["malformed_json"]["examples"] == [f"{a}:3"]

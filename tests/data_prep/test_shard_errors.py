@@ -33,6 +33,7 @@ def _config(inputs, tokenizer, out, **kw) -> ShardConfig:
         tokenizer=str(tokenizer),
         output=str(out),
         seq_length=kw.pop("seq_length", SEQ),
+        val_fraction=kw.pop("val_fraction", 0.0),  # 30 tiny documents: no validation split
         progress=False,
         **kw,
     )

@@ -1,10 +1,9 @@
-"""Data prep that could never train exits 2 naming why, and writes no manifest."""
+"""Data prep that could never train exits 2 naming why; long data work talks while it works."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 from dp_helpers import run_tool, shard_args
 
 
@@ -38,7 +37,7 @@ def test_the_wrong_text_key(tmp_path, tokenizer):
 def test_a_seq_length_longer_than_the_corpus(tmp_path, tokenizer):
     err = shard_fails(tmp_path, tokenizer, "short.jsonl",
                       json.dumps({"text": "A short text."}) + "\n", "--seq-length", "512")
-    assert "fewer than one sample of --seq-length 512 + 1 = 513 tokens" in err
+    assert "packs into no sample" in err and "--seq-length 512 + 1 = 513 tokens" in err
 
 
 def test_a_validation_split_that_would_be_empty(tmp_path, tokenizer):
@@ -58,3 +57,14 @@ def test_val_fraction_zero_shards_without_validation_and_says_so(tmp_path, token
     assert "runs on these shards cannot evaluate" in proc.stdout + proc.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["splits"]["val"]["samples"] == 0 and manifest["splits"]["train"]["samples"] > 0
+
+
+def test_without_a_terminal_progress_lines_come_every_log_every_s(tmp_path, tokenizer,
+                                                                  pile_corpus):
+    args = shard_args([pile_corpus], tokenizer, tmp_path / "out", "--unit-size-mb", "0.2",
+                      "--log-every-s", "0.001", "--val-fraction", "0.05")
+    args.remove("--no-progress")  # progress on; stderr is a pipe here, not a terminal
+    proc = run_tool("shard.py", *args)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "progress:" in line]
+    assert lines, proc.stdout + proc.stderr
+    assert "units," in lines[-1] and "tokens/s, ETA " in lines[-1]
