@@ -76,8 +76,8 @@ def _hf_stepper(path: Path):
     @torch.no_grad()
     def step(ids: list[int]) -> torch.Tensor:
         fresh = torch.tensor([ids[state["seen"]:]])
-        out = model(fresh, past_key_values=state["cache"], use_cache=True)
-        state["cache"], state["seen"] = out.past_key_values, len(ids)
+        out = model(fresh, cache=state["cache"], use_cache=True)  # transformers 5's name
+        state["cache"], state["seen"] = out.cache, len(ids)
         return out.logits[0, -1].float()
 
     return step, tokenizer.encode, tokenizer.decode, tokenizer.eos_token_id
