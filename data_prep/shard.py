@@ -453,9 +453,21 @@ def _summarize(
     )
 
 
+class _RealDefaultsFormatter(argparse.HelpFormatter):
+    """``(default: X)`` where X is a real default: not on required flags, switches or None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.required or action.default in (None, argparse.SUPPRESS)
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+                or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _parse_args(argv: list[str] | None) -> ShardConfig:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n")[0], formatter_class=_RealDefaultsFormatter
     )
     p.add_argument(
         "--input",

@@ -117,3 +117,9 @@ def test_foreign_files_in_output_need_overwrite(tmp_path, small_input, tokenizer
         OutputError, match=r"already holds train but no resumable run; pass --overwrite"
     ):
         run(_config([small_input], tokenizer, out), World())
+
+
+def test_help_shows_only_real_defaults():
+    text = run_tool("shard.py", "--help").stdout
+    assert "(default: None)" not in text and "(default: True)" not in text
+    assert "maximum shard size (default: 256.0)" in text
