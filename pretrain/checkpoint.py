@@ -41,6 +41,7 @@ import torch.distributed as dist
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 from megatron_patches.deepspeed_durable_io import fsync_file, track_checkpoint_writes
+from pretrain.distributed import all_gather_object, broadcast_object
 
 __all__ = [
     "CheckpointManager",
@@ -91,11 +92,7 @@ def _atomic_write(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     # The rename itself must reach the disk for the commit to survive a node crash.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -158,22 +155,6 @@ def verify_tag_files(tag_dir: Path, files: dict[str, dict[str, Any]], *, rank: i
     return problems
 
 
-def _all_gather(obj: Any) -> list[Any]:
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _broadcast(obj: Any) -> Any:
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 class CheckpointManager:
     """Saves and finds checkpoints in ``save_dir`` (call every method on every rank)."""
 
@@ -206,7 +187,7 @@ class CheckpointManager:
         """
         if resume != "none":
             return
-        tags = _broadcast(self.complete_tags() if self.rank == 0 else None)
+        tags = broadcast_object(self.complete_tags() if self.rank == 0 else None)
         if not tags:
             return
         if not overwrite:
@@ -246,7 +227,7 @@ class CheckpointManager:
                     + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                     + "; resume from another tag or use checkpoint.resume=auto")
             return path
-        tags = _broadcast(self.complete_tags() if self.rank == 0 else None)
+        tags = broadcast_object(self.complete_tags() if self.rank == 0 else None)
         for tag in reversed(tags):
             problems = self._verify(self.save_dir / tag)
             if not problems:
@@ -275,7 +256,7 @@ class CheckpointManager:
                                          world_size=self.world_size)
         except (OSError, ValueError) as exc:
             local = [f"{tag_dir / META} is unreadable here ({exc})"]
-        return sorted({p for problems in _all_gather(local) for p in problems})
+        return sorted({p for problems in all_gather_object(local) for p in problems})
 
     def save(self, engine, step: int, meta: dict[str, Any]) -> Path:
         """Write tag ``step``; fsync every file; mark it complete after every rank has."""
@@ -299,7 +280,7 @@ class CheckpointManager:
         mine = {str(p.relative_to(tag_dir)): {"size": p.stat().st_size, "crc32": file_crc32(p)}
                 for p in [*written, rng_file]}
         _fault_injection_point(step)
-        files = {k: v for part in _all_gather(mine) for k, v in part.items()}
+        files = {k: v for part in all_gather_object(mine) for k, v in part.items()}
         if self.rank == 0:
             _fsync_dir(tag_dir)
             _atomic_write(tag_dir / META,

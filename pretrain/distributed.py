@@ -23,8 +23,8 @@ from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 from megatron_patches.cpu_shims import apply_cpu_shims
 
-__all__ = ["RankLayout", "cuda_device_index", "destroy_distributed", "detect_rank_layout",
-           "init_distributed"]
+__all__ = ["RankLayout", "all_gather_object", "broadcast_object", "cuda_device_index",
+           "destroy_distributed", "detect_rank_layout", "init_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,24 @@ def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float 
              layout.world_size, layout.local_rank, layout.local_world_size, layout.launcher,
              dist.get_backend(), tensor_parallel, layout.world_size // tensor_parallel)
     return layout
+
+
+def all_gather_object(obj):
+    """Every rank's ``obj``, in rank order (``[obj]`` without a process group)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (``obj`` itself without a process group)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def destroy_distributed() -> None:

@@ -25,6 +25,7 @@ from pretrain.data import (
     ShardsNotFoundError,
     TokenShardDataset,
 )
+from pretrain.distributed import all_gather_object, broadcast_object
 
 __all__ = ["check_save_dir_shared", "open_splits_everywhere", "rank_view_of_save_dir"]
 
@@ -33,22 +34,6 @@ _DATA_ERRORS = (ShardsNotFoundError, DataMismatchError, ShardIndexError)
 log = logging.getLogger(__name__)
 
 _PROBES = ".probes"
-
-
-def _gather(obj):
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return [obj]
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _broadcast(obj):
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def rank_view_of_save_dir(save_dir: str | Path, rank: int) -> Path:
@@ -75,19 +60,19 @@ def check_save_dir_shared(save_dir: Path, *, timeout_s: float = 30.0) -> None:
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     host = socket.gethostname()
-    nonce = _broadcast(uuid.uuid4().hex if rank == 0 else None)
+    nonce = broadcast_object(uuid.uuid4().hex if rank == 0 else None)
     probes = save_dir / _PROBES
     probes.mkdir(parents=True, exist_ok=True)
     mine = probes / f"{nonce}.rank{rank}"
     mine.write_text(host)
-    _gather(None)  # every probe is written before anyone looks
+    all_gather_object(None)  # every probe is written before anyone looks
     deadline = time.monotonic() + timeout_s
     while True:
         missing = [r for r in range(world) if not (probes / f"{nonce}.rank{r}").exists()]
         if not missing or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    seen = _gather({"rank": rank, "host": host, "missing": missing})
+    seen = all_gather_object({"rank": rank, "host": host, "missing": missing})
     mine.unlink(missing_ok=True)
     blind = [s for s in seen if s["missing"]]
     if not blind:
@@ -119,7 +104,7 @@ def open_splits_everywhere(open_split: Callable[[str], TokenShardDataset],
         problems = [p for ds in datasets for p in ds.check_files()]
     except _DATA_ERRORS as exc:
         kind, problems = type(exc).__name__, [str(exc)]
-    found = _gather({"rank": rank, "host": socket.gethostname(), "kind": kind,
+    found = all_gather_object({"rank": rank, "host": socket.gethostname(), "kind": kind,
                      "problems": problems})
     bad = [f for f in found if f["problems"]]
     if not bad:
