@@ -9,7 +9,12 @@ Cutting rules (all depend only on the files and ``unit_bytes``, never on the wor
 - a ``.jsonl.zst`` becomes ``K`` line strides, ``K = ceil(size * ZST_RATIO / unit_bytes)``
   capped at ``ZST_MAX_STRIDES`` because every stride decompresses the whole stream;
 - a ``.parquet`` becomes runs of row groups of about ``unit_bytes``;
+- a Megatron ``.idx`` (+ ``.bin``) becomes document ranges of about ``unit_bytes`` of tokens
+  (``indexed_input``);
 - small whole files (and ``.txt`` documents) are grouped until a unit reaches ``unit_bytes``.
+
+``auto_unit_bytes`` picks ``unit_bytes`` from the total input size alone (so the output stays
+the same for any rank count) small enough that even a 30 MB corpus gives every rank work.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from data_prep.readers import Piece, file_kind, file_size
 
 __all__ = [
     "InputError",
+    "auto_unit_bytes",
     "ZST_RATIO",
     "ZST_MAX_STRIDES",
     "discover_files",
@@ -34,6 +40,10 @@ ZST_RATIO = 4
 #: At most this many ranks share one .zst file: each stride costs one full decompression.
 ZST_MAX_STRIDES = 16
 _GLOB_CHARS = set("*?[")
+_MB = 1 << 20
+#: ``--unit-size-mb auto``: aim for this many units, each between the two bounds. 1 MB of
+#: text is ~250k tokens, so the tail a unit drops (< one sample) stays under 1 % at 2048.
+AUTO_UNITS, AUTO_MIN_BYTES, AUTO_MAX_BYTES = 64, 1 * _MB, 256 * _MB
 
 
 class InputError(ValueError):
@@ -52,6 +62,8 @@ def discover_files(inputs: list[str]) -> list[str]:
     """
     found: set[str] = set()
     for spec in inputs:
+        if not os.path.lexists(spec) and os.path.exists(spec + ".idx"):
+            spec += ".idx"  # Megatron's --data-path form: the PREFIX of PREFIX.bin/.idx
         if _GLOB_CHARS & set(spec) and not os.path.lexists(spec):
             matches = sorted(glob.glob(spec, recursive=True))
             if not matches:
@@ -68,7 +80,17 @@ def discover_files(inputs: list[str]) -> list[str]:
             raise InputError(f"--input {spec!r} does not exist; pass a file, directory or glob")
     if not found:
         raise InputError(f"--input {inputs!r} holds no files")
-    return sorted(found)
+    return _pair_indexed(found)
+
+
+def _pair_indexed(found: set[str]) -> list[str]:
+    """Megatron pairs enter as their ``.idx`` alone; the ``.bin`` is read through it."""
+    for path in sorted(p for p in found if p.endswith(".idx")):
+        if not os.path.exists(path[:-4] + ".bin"):
+            raise InputError(
+                f"{path} has no {os.path.basename(path[:-4])}.bin beside it: a Megatron indexed "
+                f"dataset needs both files")
+    return sorted(p for p in found if not (p.endswith(".bin") and p[:-4] + ".idx" in found))
 
 
 def _expand(path: str, *, explicit: bool) -> list[str]:
@@ -80,9 +102,15 @@ def _expand(path: str, *, explicit: bool) -> list[str]:
                 os.path.abspath(os.path.join(root, f)) for f in files if not f.startswith(".")
             )
         return out
+    if explicit and path.endswith(".bin"):
+        if not os.path.exists(path[:-4] + ".idx"):
+            raise InputError(f"--input {path!r} has no .idx beside it: a Megatron indexed "
+                             f"dataset needs PREFIX.bin and PREFIX.idx")
+        path = path[:-4] + ".idx"
     if explicit and file_kind(path) is None:
         raise InputError(
-            f"--input {path!r} has an unsupported extension; use .jsonl, .jsonl.zst, .txt or .parquet"
+            f"--input {path!r} has an unsupported extension; use .jsonl, .jsonl.zst, .txt, "
+            f".parquet or a Megatron .bin/.idx pair"
         )
     return [os.path.abspath(path)]
 
@@ -104,7 +132,27 @@ def _pieces_for(path: str, unit_bytes: int) -> list[Piece]:
         return [Piece(path, kind, k, n, est // n) for k in range(n)]
     if kind == "parquet":
         return _parquet_pieces(path, size, unit_bytes)
+    if kind == "indexed":
+        from data_prep.indexed_input import plan_indexed_pieces  # imports megatron-core
+
+        return plan_indexed_pieces(path, unit_bytes)
     return [Piece(path, kind, 0, 0, size)]
+
+
+def auto_unit_bytes(files: list[str]) -> int:
+    """``--unit-size-mb auto``: about ``AUTO_UNITS`` units, within [1 MB, 256 MB] each.
+
+    A function of the inputs' (estimated decompressed) sizes only, so the work units and
+    hence the output bytes are the same for any rank count.
+    """
+    total = 0
+    for path in files:
+        kind = file_kind(path)
+        if kind == "indexed":
+            total += file_size(path[:-4] + ".bin")
+        else:
+            total += file_size(path) * (ZST_RATIO if kind == "jsonl.zst" else 1)
+    return int(min(max(total // AUTO_UNITS, AUTO_MIN_BYTES), AUTO_MAX_BYTES))
 
 
 def _parquet_pieces(path: str, size: int, unit_bytes: int) -> list[Piece]:

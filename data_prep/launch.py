@@ -38,8 +38,9 @@ class World:
         size: Number of ranks.
         mode: ``"single"``, ``"mpi"`` (mpi4py world) or ``"files"`` (srun without an MPI world:
             ranks coordinate through files in the output directory).
-        step_id: Identifies this launch in ``files`` mode (Slurm job and step), so marker files
-            of an earlier launch are never mistaken for this one's.
+        step_id: Identifies this launch in ``files`` mode (Slurm job, restart count and
+            step), so marker files of an earlier launch, or of the attempt a requeue
+            replaced, are never mistaken for this one's.
         comm: The mpi4py communicator in ``mpi`` mode.
     """
 
@@ -74,7 +75,10 @@ def detect_world(env: dict[str, str] | None = None) -> World:
             comm = MPI.COMM_WORLD
             return World(rank=comm.Get_rank(), size=comm.Get_size(), mode="mpi", comm=comm)
     if slurm_size > 1 and "SLURM_PROCID" in env:
-        step = f"{env.get('SLURM_JOB_ID', 'job')}.{env.get('SLURM_STEP_ID', 'step')}"
+        # A requeued job keeps its id and step numbers; only the restart count tells this
+        # attempt's markers from those the killed attempt left behind.
+        step = (f"{env.get('SLURM_JOB_ID', 'job')}.r{env.get('SLURM_RESTART_COUNT', '0')}"
+                f".{env.get('SLURM_STEP_ID', 'step')}")
         return World(rank=int(env["SLURM_PROCID"]), size=slurm_size, mode="files", step_id=step)
     return World()
 

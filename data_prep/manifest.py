@@ -86,7 +86,9 @@ def merge_units(units: list[dict], header: dict, tokenizer: dict) -> dict:
     splits = {name: empty_split() for name in SPLITS}
     docs = {"read": 0, "kept": 0, "kept_train": 0, "kept_val": 0}
     skips = SkipCounter()
+    imported: list[dict] = []
     for unit in units:
+        imported.extend(unit.get("imported", []))
         for key in docs:
             docs[key] += unit["documents"][key]
         skips.merge(unit["documents"]["skipped"])
@@ -106,6 +108,7 @@ def merge_units(units: list[dict], header: dict, tokenizer: dict) -> dict:
         "work_units": len(units),
         "splits": splits,
         "documents": {**docs, "skipped": skips.to_dict()},
+        "imported": imported,
         "fingerprint": fingerprint(
             tokenizer["sha256"], header["seq_length"], header["dtype"], all_shas
         ),

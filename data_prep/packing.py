@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["is_val", "Packer"]
+__all__ = ["is_val", "is_val_ids", "Packer"]
 
 _HASH_SPACE = float(1 << 64)
 
@@ -20,6 +20,18 @@ def is_val(text: str, val_fraction: float) -> bool:
     if val_fraction <= 0.0:
         return False
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < val_fraction * _HASH_SPACE
+
+
+def is_val_ids(ids: np.ndarray, val_fraction: float) -> bool:
+    """``is_val`` for a document that arrives as token ids (imported ``.bin/.idx``).
+
+    Hashes the ids as little-endian uint32, so the draw does not depend on the dtype the
+    original dataset stored them in.
+    """
+    if val_fraction <= 0.0:
+        return False
+    digest = hashlib.blake2b(np.asarray(ids, dtype="<u4").tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little") < val_fraction * _HASH_SPACE
 
 
@@ -45,7 +57,18 @@ class Packer:
         for ids in docs:
             flat.extend(ids)
             flat.append(eod)
-        stream = np.concatenate([self._pending, np.array(flat, dtype=self.dtype)])
+        return self._cut(np.concatenate([self._pending, np.array(flat, dtype=self.dtype)]))
+
+    def add_arrays(self, docs: list[np.ndarray]) -> np.ndarray:
+        """``add`` for documents that are already id arrays (no EOD; one is appended)."""
+        eod = np.array([self.eod_id], dtype=self.dtype)
+        parts = [self._pending]
+        for ids in docs:
+            parts.append(ids.astype(self.dtype, copy=False))
+            parts.append(eod)
+        return self._cut(np.concatenate(parts))
+
+    def _cut(self, stream: np.ndarray) -> np.ndarray:
         n_blocks = len(stream) // self.block_tokens
         cut = n_blocks * self.block_tokens
         self._pending = stream[cut:].copy()

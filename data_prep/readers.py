@@ -28,6 +28,7 @@ import zstandard
 
 __all__ = [
     "SKIP_REASONS",
+    "TOKEN_KINDS",
     "Piece",
     "Record",
     "file_kind",
@@ -48,20 +49,24 @@ SKIP_REASONS: dict[str, str] = {
     "corrupt_zst": "a .zst stream the decoder rejects (counted once per file)",
     "unreadable_file": "a file that cannot be opened or parsed at all (counted once per file)",
     "unsupported_file": "a file found in an input directory with an extension we do not read",
+    "empty_document": "an imported (.bin/.idx) document holding no token besides EOD",
 }
 
 #: One yielded item: (text, None, None) for a document, (None, reason, "file:line") for a skip.
 Record = tuple[str | None, str | None, str | None]
 
-_KINDS = (".jsonl.zst", ".jsonl", ".txt", ".parquet")
+_KINDS = (".jsonl.zst", ".jsonl", ".txt", ".parquet", ".idx")
+#: Kinds whose documents are token ids (``indexed_input``), not text.
+TOKEN_KINDS = ("indexed",)
 _READ_CHUNK = 1 << 20
 
 
 def file_kind(path: str) -> str | None:
-    """Return ``"jsonl.zst" | "jsonl" | "txt" | "parquet"`` for a path, or None if unsupported."""
+    """Return ``"jsonl.zst" | "jsonl" | "txt" | "parquet" | "indexed"`` (a Megatron ``.idx``,
+    its ``.bin`` beside it) for a path, or None if unsupported."""
     for suffix in _KINDS:
         if path.endswith(suffix):
-            return suffix[1:]
+            return "indexed" if suffix == ".idx" else suffix[1:]
     return None
 
 
@@ -72,8 +77,10 @@ class Piece:
     Attributes:
         path: The file, as discovered (absolute).
         kind: ``file_kind(path)``, or ``"unsupported"``.
-        start: jsonl: first byte; jsonl.zst: stride index k; parquet: first row group.
-        stop: jsonl: end byte (exclusive); jsonl.zst: stride count K; parquet: end row group.
+        start: jsonl: first byte; jsonl.zst: stride index k; parquet: first row group;
+            indexed: first document.
+        stop: jsonl: end byte (exclusive); jsonl.zst: stride count K; parquet: end row group;
+            indexed: end document (exclusive).
         est_bytes: Estimated (decompressed) bytes this piece reads, for load balancing.
     """
 

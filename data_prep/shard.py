@@ -12,6 +12,8 @@ marker) -> rank 0 merges unit results into the manifest and prints a summary.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -25,11 +27,20 @@ if __package__ in (None, ""):  # run as `python data_prep/shard.py`: make the re
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.inputs import InputError, assign_units, discover_files, plan_units
+from data_prep.indexed_input import IndexedInputError, indexed_prefix, iter_indexed_batches
+from data_prep.cli import RealDefaultsFormatter
+from data_prep.inputs import (
+    InputError,
+    assign_units,
+    auto_unit_bytes,
+    discover_files,
+    plan_units,
+)
 from data_prep.launch import World, detect_world, wait_until
 from data_prep.manifest import SPLITS, SkipCounter, empty_split, merge_units, write_outputs
-from data_prep.packing import Packer, is_val
-from data_prep.readers import Piece, iter_piece
+from data_prep.packing import Packer, is_val, is_val_ids
+from data_prep.progress import RateLog
+from data_prep.readers import TOKEN_KINDS, Piece, iter_piece
 from data_prep.shard_writer import ShardWriter, remove_unit_files
 from data_prep.tokenizer_spec import (
     DEFAULT_EOD_TOKEN,
@@ -75,8 +86,9 @@ class ShardConfig:
     """Token id dtype on disk: auto (uint16 when the vocab fits), uint16 or uint32."""
     eod_token: str = DEFAULT_EOD_TOKEN
     """Token appended after each document."""
-    unit_size_mb: float = 256.0
-    """Input bytes per work unit (the unit of parallelism and of crash recovery)."""
+    unit_size_mb: float | str = "auto"
+    """Input MB per work unit (the unit of parallelism and of crash recovery); ``auto``:
+    total input / 64 within [1, 256] MB, so small corpora still spread over the ranks."""
     batch_size: int = 1024
     """Documents per tokenizer batch call."""
     progress: bool = True
@@ -96,8 +108,10 @@ class ShardConfig:
             raise ShardConfigError(f"--shard-size-mb must be > 0, got {self.shard_size_mb}")
         if self.log_every_s <= 0:
             raise ShardConfigError(f"--log-every-s must be > 0, got {self.log_every_s}")
-        if self.unit_size_mb <= 0:
-            raise ShardConfigError(f"--unit-size-mb must be > 0, got {self.unit_size_mb}")
+        if self.unit_size_mb != "auto" and not (
+                isinstance(self.unit_size_mb, (int, float)) and self.unit_size_mb > 0):
+            raise ShardConfigError(
+                f"--unit-size-mb must be 'auto' or a number > 0, got {self.unit_size_mb!r}")
         if self.batch_size < 1:
             raise ShardConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.inputs:
@@ -110,11 +124,10 @@ class _Progress:
 
     def __init__(self, total_units: int, enabled: bool, world: World,
                  log_every_s: float = 30.0) -> None:
-        self.docs = self.tokens = 0
-        self.total_units = total_units
-        self.t0 = self._last = self._last_line = time.monotonic()
         tty = sys.stderr.isatty()
-        self.log_every_s = log_every_s if enabled and not tty else None
+        self.rate = RateLog(log, "units", total_units,
+                            log_every_s if enabled and not tty else None, ("docs", "tokens"))
+        self._last_bar = time.monotonic()
         self.bar = tqdm(
             total=total_units,
             unit="unit",
@@ -126,28 +139,15 @@ class _Progress:
 
     def unit_done(self) -> None:
         self.bar.update(1)
-        self._maybe_log(time.monotonic())
-
-    def _maybe_log(self, now: float) -> None:
-        if self.log_every_s is None or now - self._last_line < self.log_every_s:
-            return
-        self._last_line = now
-        dt = max(now - self.t0, 1e-9)
-        done = self.bar.n
-        eta = (f"{(self.total_units - done) * dt / done:.0f}s" if done else "unknown")
-        log.info("progress: %d/%d units, %d docs, %d tokens, %.0f docs/s, %.0f tokens/s, "
-                 "ETA %s", done, self.total_units, self.docs, self.tokens, self.docs / dt,
-                 self.tokens / dt, eta)
+        self.rate.add(1)
 
     def batch(self, docs: int, tokens: int) -> None:
-        self.docs += docs
-        self.tokens += tokens
+        self.rate.add(docs=docs, tokens=tokens)
         now = time.monotonic()
-        if now - self._last >= 0.5:
-            self._last = now
-            dt = max(now - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"{self.docs / dt:,.0f} docs/s {self.tokens / dt:,.0f} tok/s")
-        self._maybe_log(now)
+        if not self.bar.disable and now - self._last_bar >= 0.5:
+            self._last_bar = now
+            self.bar.set_postfix_str(
+                f"{self.rate.rate('docs'):,.0f} docs/s {self.rate.rate('tokens'):,.0f} tok/s")
 
     def close(self) -> None:
         self.bar.close()
@@ -173,35 +173,67 @@ def process_unit(
     counts = np.zeros(spec.vocab_size, dtype=np.int64)
     skips = SkipCounter()
     docs = {"read": 0, "kept": 0, "kept_train": 0, "kept_val": 0}
+    imported: list[dict] = []
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast skips char offsets
     texts: list[str] = []
     to_val: list[bool] = []
     chars = 0
+
+    def pack(by_split: dict[str, list], n_docs: int, n_tokens: int, arrays: bool) -> None:
+        for split in SPLITS:
+            if not by_split[split]:
+                continue
+            packer = packers[split]
+            blocks = packer.add_arrays(by_split[split]) if arrays else packer.add(by_split[split])
+            if len(blocks):
+                writers[split].write(blocks)
+                if split == "train":
+                    counts[:] += np.bincount(blocks.ravel(), minlength=spec.vocab_size)
+        if progress is not None:
+            progress.batch(n_docs, n_tokens)
 
     def flush() -> None:
         nonlocal chars
         if not texts:
             return
         encodings = encode(texts, add_special_tokens=False)
-        by_split: dict[str, list[list[int]]] = {"train": [], "val": []}
+        by_split: dict[str, list] = {"train": [], "val": []}
         n_tokens = 0
         for enc, val in zip(encodings, to_val, strict=True):
             ids = enc.ids
             n_tokens += len(ids) + 1
             by_split["val" if val else "train"].append(ids)
-        for split in SPLITS:
-            blocks = packers[split].add(by_split[split])
-            if len(blocks):
-                writers[split].write(blocks)
-                if split == "train":
-                    counts[:] += np.bincount(blocks.ravel(), minlength=spec.vocab_size)
-        if progress is not None:
-            progress.batch(len(texts), n_tokens)
+        pack(by_split, len(texts), n_tokens, arrays=False)
         texts.clear()
         to_val.clear()
         chars = 0
 
+    def import_tokens(piece: Piece) -> None:
+        """A Megatron .bin/.idx document range: already ids, so straight to the packers."""
+        sha = hashlib.sha256()
+        where = f"{indexed_prefix(piece.path)}.bin:document"
+        for batch in iter_indexed_batches(piece, spec.eod_id, spec.vocab_size, sha):
+            by_split: dict[str, list] = {"train": [], "val": []}
+            n_tokens = 0
+            for offset, ids in enumerate(batch.docs):
+                docs["read"] += 1
+                if len(ids) == 0:
+                    skips.add("empty_document", f"{where} {batch.first_doc + offset}")
+                    continue
+                val = is_val_ids(ids, cfg.val_fraction)
+                docs["kept"] += 1
+                docs["kept_val" if val else "kept_train"] += 1
+                by_split["val" if val else "train"].append(ids)
+                n_tokens += len(ids) + 1
+            pack(by_split, len(batch.docs), n_tokens, arrays=True)
+        imported.append({"path": piece.path, "documents": [piece.start, piece.stop],
+                         "bin_sha256": sha.hexdigest()})
+
     for piece in pieces:
+        if piece.kind in TOKEN_KINDS:
+            flush()  # keep the document order of the unit
+            import_tokens(piece)
+            continue
         for text, reason, where in iter_piece(piece, cfg.text_key):
             docs["read"] += 1
             if reason is not None:
@@ -230,6 +262,7 @@ def process_unit(
         "pieces": [[p.path, p.kind, p.start, p.stop] for p in pieces],
         "documents": {**docs, "skipped": skips.to_dict()},
         "splits": splits,
+        "imported": imported,
     }
     return result, counts
 
@@ -251,8 +284,17 @@ def _plan_doc(cfg: ShardConfig, spec: TokenizerSpec, units: list[list[Piece]]) -
     }
 
 
+def _plan_digest(plan: dict) -> str:
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
 def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -> None:
-    """Rank 0 clears (--overwrite) or checks the directory and writes the plan; others wait."""
+    """Rank 0 clears (--overwrite) or checks the directory and writes the plan; others wait.
+
+    Before any rank writes, every rank proves it planned the same work units as rank 0 (a
+    rank that sees other input files, e.g. a node-local path or a file still being copied,
+    would otherwise write shards that belong to another plan).
+    """
     error = None
     if world.rank == 0:
         try:
@@ -260,14 +302,26 @@ def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -
                 work.clear()
             work.check_reusable(plan)
             work.write_plan(plan)
+            if world.mode == "files":
+                stale = work.clear_other_launches(world.step_id)
+                if stale:
+                    log.info("removed %d marker(s) of earlier launches (%s)", len(stale),
+                             ", ".join(stale[:4]))
         except OutputError as exc:
             error = str(exc)
     if world.mode == "mpi":
         error = world.comm.bcast(error, root=0)
+        if error is None:
+            digests = world.comm.allgather(_plan_digest(plan))
+            differ = [r for r, d in enumerate(digests) if d != digests[0]]
+            if differ:
+                error = (f"ranks {differ} planned other work units than rank 0 from "
+                         f"{' '.join(cfg.inputs)}: every rank must see the same input files "
+                         f"(a shared file system, not a node-local path); nothing was written")
     elif world.mode == "files":
         if world.rank == 0:
             if error is not None:
-                work.mark_failed(world.step_id, 0, error)
+                work.mark_failed(world.step_id, 0, error, code=2)
             else:
                 work.mark_ready(world.step_id)
         else:
@@ -275,7 +329,7 @@ def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -
             def rank0_failed() -> None:
                 failed = work.failures(world.step_id)
                 if failed:
-                    raise OutputError("; ".join(failed))
+                    raise OutputError("; ".join(m for m, _ in failed))
 
             wait_until(
                 lambda: os.path.exists(work.ready_path(world.step_id)),
@@ -283,7 +337,11 @@ def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -
                 timeout_s=cfg.wait_timeout_s,
                 check=rank0_failed,
             )
-            work.check_reusable(plan)  # same plan on every rank, or stop here
+            if work.read_plan() != plan:
+                raise RankLocalError(
+                    f"rank {world.rank} planned other work units than rank 0 from "
+                    f"{' '.join(cfg.inputs)}: every rank must see the same input files (a "
+                    f"shared file system, not a node-local path)")
     if error is not None:
         raise OutputError(error)
 
@@ -297,7 +355,8 @@ def _wait_for_all(world: World, work: WorkDir, n_units: int, cfg: ShardConfig, a
     def others_failed() -> None:
         failed = work.failures(world.step_id) if world.mode == "files" else []
         if failed:
-            raise RuntimeError("other ranks failed: " + "; ".join(failed))
+            raise OtherRanksFailed("other ranks failed: " + "; ".join(m for m, _ in failed),
+                                   max(code for _, code in failed))
 
     def all_done() -> bool:
         return all(work.is_done(u) for u in range(n_units))
@@ -320,7 +379,9 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
     work = WorkDir(cfg.output)
     work.check_writable(world.rank)
     files = discover_files(cfg.inputs)
-    units = plan_units(files, max(int(cfg.unit_size_mb * _MB), 1))
+    unit_bytes = (auto_unit_bytes(files) if cfg.unit_size_mb == "auto"
+                  else max(int(cfg.unit_size_mb * _MB), 1))
+    units = plan_units(files, unit_bytes)
     plan = _plan_doc(cfg, spec, units)
     _prepare_output(world, work, cfg, plan)
 
@@ -340,8 +401,11 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
     progress = _Progress(len(todo), cfg.progress and world.rank == 0, world, cfg.log_every_s)
     try:
         for u in todo:
-            result, counts = process_unit(u, units[u], tok, spec, cfg, progress)
-            work.save_unit(u, result, counts)
+            try:
+                result, counts = process_unit(u, units[u], tok, spec, cfg, progress)
+            except IndexedInputError as exc:
+                raise RankLocalError(f"rank {world.rank}: {exc}") from exc
+            work.save_unit(u, {**result, "done_by_rank": world.rank}, counts)
             progress.unit_done()
     finally:
         progress.close()
@@ -371,6 +435,20 @@ def run(cfg: ShardConfig, world: World | None = None) -> dict | None:
     write_outputs(cfg.output, manifest, counts)
     _summarize(manifest, time.monotonic() - t_start, progress, len(todo), len(units))
     return manifest
+
+
+class RankLocalError(InputError):
+    """Bad input only this rank found (an imported id outside the vocabulary in its unit,
+    or input files it sees differently from rank 0): it reports it, marks the launch failed
+    and stops the others (exit 2)."""
+
+
+class OtherRanksFailed(RuntimeError):
+    """Files mode, rank 0: other ranks marked the launch failed; ``code`` is their exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class EmptyOutputError(InputError):
@@ -441,33 +519,29 @@ def _summarize(
             s["tokens"],
             s["tail_tokens_dropped"],
         )
-    dt = max(progress.bar.format_dict["elapsed"] or seconds, 1e-9)
     log.info(
         "rank 0 did %d of %d units: %.0f docs/s, %.0f tokens/s; total %.1fs; fingerprint %s",
         done_here,
         n_units,
-        progress.docs / dt,
-        progress.tokens / dt,
+        progress.rate.rate("docs"),
+        progress.rate.rate("tokens"),
         seconds,
         manifest["fingerprint"][:16],
     )
 
 
-class _RealDefaultsFormatter(argparse.HelpFormatter):
-    """``(default: X)`` where X is a real default: not on required flags, switches or None."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (action.required or action.default in (None, argparse.SUPPRESS)
-                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
-                or "default" in text):
-            return text
-        return f"{text} (default: %(default)s)"
+def _unit_size(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
 
 
 def _parse_args(argv: list[str] | None) -> ShardConfig:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=_RealDefaultsFormatter
+        description=__doc__.split("\n")[0], formatter_class=RealDefaultsFormatter
     )
     p.add_argument(
         "--input",
@@ -500,7 +574,9 @@ def _parse_args(argv: list[str] | None) -> ShardConfig:
     p.add_argument(
         "--eod-token", default=DEFAULT_EOD_TOKEN, help="token appended after each document"
     )
-    p.add_argument("--unit-size-mb", type=float, default=256.0, help="input bytes per work unit")
+    p.add_argument("--unit-size-mb", type=_unit_size, default="auto",
+                   help="input MB per work unit (parallelism and crash recovery); auto = "
+                        "total input / 64 within [1, 256] MB, the same for any rank count")
     p.add_argument("--batch-size", type=int, default=1024, help="documents per tokenizer call")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (terminal) and no progress lines (logs)")
@@ -531,9 +607,22 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _parse_args(argv)
         run(cfg, world)
         return 0
+    except RankLocalError as exc:  # only this rank knows: it speaks and stops the others
+        print(f"shard.py: error: {exc}", file=sys.stderr)
+        if world.mode == "files" and cfg is not None:
+            WorkDir(cfg.output).mark_failed(world.step_id, world.rank, str(exc), code=2)
+        world.abort(2)
+        return 2
+    except OtherRanksFailed as exc:  # files mode: they printed their own error already
+        print(f"shard.py: error: {exc}", file=sys.stderr)
+        return exc.code
     except (ShardConfigError, TokenizerError, InputError, OutputError) as exc:
         if world.rank == 0 or world.mode == "single":
             print(f"shard.py: error: {exc}", file=sys.stderr)
+        elif world.mode == "files" and cfg is not None:
+            # Usually every rank fails alike; if only this one did (a file its node cannot
+            # see), rank 0 must not wait for its units forever.
+            WorkDir(cfg.output).mark_failed(world.step_id, world.rank, str(exc), code=2)
         return 2
     except Exception as exc:  # noqa: BLE001 - stop the other ranks too, then report
         traceback.print_exc()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import sys
 import tarfile
@@ -21,9 +22,13 @@ if __package__ in (None, ""):  # run as `python data_prep/verify.py`
 
 import numpy as np
 
+from data_prep.cli import RealDefaultsFormatter
 from data_prep.manifest import SPLITS, fingerprint, load_manifest
+from data_prep.progress import RateLog
 
 __all__ = ["verify", "main"]
+
+log = logging.getLogger("data_prep.verify")
 
 _CHUNK = 1 << 20
 
@@ -67,9 +72,24 @@ def _check_tar(
     return samples, problems
 
 
-def verify(root: str) -> list[str]:
-    """Return a list of problems found in ``root`` (empty when it matches its manifest)."""
+def _shard_mb(root: str, manifest: dict) -> float:
+    total = 0
+    for split in SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            try:
+                total += os.path.getsize(os.path.join(root, shard["path"]))
+            except OSError:
+                pass  # reported as missing below
+    return total / 1e6
+
+
+def verify(root: str, log_every_s: float | None = None) -> list[str]:
+    """Return a list of problems found in ``root`` (empty when it matches its manifest).
+
+    With ``log_every_s``, logs a progress line (shards, MB/s, ETA) that often.
+    """
     manifest = load_manifest(root)
+    progress = RateLog(log, "MB", _shard_mb(root, manifest), log_every_s, ("shards",))
     problems: list[str] = []
     dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
     sample_bytes = manifest["sample_tokens"] * dtype.itemsize
@@ -93,6 +113,7 @@ def verify(root: str) -> list[str]:
             problems.extend(tar_problems)
             if samples != shard["samples"]:
                 problems.append(f"{name}: {samples} samples, manifest says {shard['samples']}")
+            progress.add(os.path.getsize(path) / 1e6, shards=1)
             if shard["tokens"] != shard["samples"] * manifest["sample_tokens"]:
                 problems.append(
                     f"{name}: manifest tokens {shard['tokens']} != samples x sample_tokens"
@@ -121,6 +142,7 @@ def verify(root: str) -> list[str]:
     if manifest["fingerprint"] != expected_fp:
         problems.append("manifest: fingerprint does not match the listed shards")
     problems.extend(_check_counts(root, manifest))
+    log.info("checked %s", progress.summary())
     return problems
 
 
@@ -158,11 +180,15 @@ def _check_counts(root: str, manifest: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=RealDefaultsFormatter)
     p.add_argument("dir", help="shard directory written by data_prep/shard.py")
+    p.add_argument("--log-every-s", type=float, default=30.0,
+                   help="seconds between progress lines (0: none)")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[verify] %(message)s")
     try:
-        problems = verify(args.dir)
+        problems = verify(args.dir, args.log_every_s)
     except (OSError, ValueError, KeyError) as exc:
         print(f"verify.py: error: cannot read the manifest of {args.dir!r}: {exc}", file=sys.stderr)
         return 2

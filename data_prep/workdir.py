@@ -6,6 +6,7 @@ DIR/.work/units/u000003.json     unit 3 is done: its shards, counts and skips (t
 DIR/.work/units/u000003.counts.npz   its train-split unigram counts (sparse)
 DIR/.work/ranks/ready.STEP       files mode: rank 0 finished preparing the directory
 DIR/.work/ranks/failed.STEP.R    files mode: rank R stopped with an error (message inside)
+                                 (STEP = JOB.rRESTARTS.STEP: a requeue never reads the old ones)
 ```
 A unit's marker is written (tmp + rename) only after its shards are renamed into place, so
 after a crash a unit either has a marker and whole shards, or no marker and is redone from
@@ -87,6 +88,8 @@ class WorkDir:
                 )
             return True
         present = [e for e in OUTPUT_ENTRIES if os.path.lexists(os.path.join(self.root, e))]
+        if ".work" in present and set(os.listdir(self.work)) <= {"ranks"}:
+            present.remove(".work")  # only launch markers (a rank that failed early): no run
         if present:
             raise OutputError(
                 f"--output {self.root!r} already holds {', '.join(present)} but no resumable run; "
@@ -103,6 +106,14 @@ class WorkDir:
                 shutil.rmtree(path)
             elif os.path.lexists(path):
                 os.remove(path)
+
+    def read_plan(self) -> dict | None:
+        """The plan rank 0 wrote, or None when there is none."""
+        try:
+            with open(os.path.join(self.work, "plan.json"), encoding="utf-8") as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
 
     def write_plan(self, plan: dict) -> None:
         for d in (
@@ -148,15 +159,32 @@ class WorkDir:
     def mark_ready(self, step_id: str) -> None:
         write_json_atomic(self.ready_path(step_id), {"step": step_id})
 
-    def mark_failed(self, step_id: str, rank: int, message: str) -> None:
+    def mark_failed(self, step_id: str, rank: int, message: str, code: int = 1) -> None:
+        """Tell the launch's other ranks (files mode) that ``rank`` stopped, and with which
+        exit code (2: bad input, 1: a failure)."""
         try:
             os.makedirs(self.ranks_dir, exist_ok=True)
-            write_json_atomic(self.failed_path(step_id, rank), {"rank": rank, "error": message})
+            write_json_atomic(self.failed_path(step_id, rank),
+                              {"rank": rank, "error": message, "code": code})
         except OSError:
             pass  # best effort: the waiting rank times out instead
 
-    def failures(self, step_id: str) -> list[str]:
-        """Messages of ranks of launch ``step_id`` that stopped with an error."""
+    def clear_other_launches(self, step_id: str) -> list[str]:
+        """Rank 0: delete ready/failed markers of other launches (e.g. the attempt a Slurm
+        requeue replaced); return their names. Theirs could only mislead this launch."""
+        if not os.path.isdir(self.ranks_dir):
+            return []
+        stale = [n for n in sorted(os.listdir(self.ranks_dir))
+                 if not (n == f"ready.{step_id}" or n.startswith(f"failed.{step_id}."))]
+        for name in stale:
+            try:
+                os.remove(os.path.join(self.ranks_dir, name))
+            except FileNotFoundError:
+                pass
+        return stale
+
+    def failures(self, step_id: str) -> list[tuple[str, int]]:
+        """``(message, exit code)`` of each rank of launch ``step_id`` that stopped."""
         out = []
         prefix = f"failed.{step_id}."
         if not os.path.isdir(self.ranks_dir):
@@ -165,5 +193,5 @@ class WorkDir:
             if name.startswith(prefix) and ".tmp." not in name:
                 with open(os.path.join(self.ranks_dir, name), encoding="utf-8") as fh:
                     info = json.load(fh)
-                out.append(f"rank {info['rank']}: {info['error']}")
+                out.append((f"rank {info['rank']}: {info['error']}", int(info.get("code", 1))))
         return out

@@ -83,3 +83,24 @@ def test_tokenizer_val_fraction_out_of_range_is_refused(tmp_path):
     proc = run_tool("train_tokenizer.py", "--input", corpus, "--output", tmp_path / "t.json",
                     "--val-fraction", "1.5", check=False)
     assert proc.returncode == 2 and "--val-fraction must be in [0, 1)" in proc.stderr
+
+
+def test_tokenizer_output_that_is_a_directory_is_refused_leaving_nothing(tmp_path):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"text": "a b c"}) + "\n")
+    (tmp_path / "tok").mkdir()
+    proc = run_tool("train_tokenizer.py", "--input", corpus, "--output", tmp_path / "tok",
+                    check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "is a directory; pass the file to write, e.g." in proc.stderr
+    assert "Traceback" not in proc.stderr and list((tmp_path / "tok").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if ".tmp." in p.name] == []
+
+
+def test_tokenizer_training_reports_progress_and_a_summary(tmp_path, pile_corpus):
+    proc = run_tool("train_tokenizer.py", "--input", pile_corpus, "--output", tmp_path / "t.json",
+                    "--vocab-size", "300", "--log-every-s", "0.001")
+    lines = [line for line in proc.stderr.splitlines() if "progress:" in line]
+    assert lines and " MB (" in lines[-1] and "docs/s" in lines[-1] and "ETA " in lines[-1]
+    assert "computing the BPE merges" in proc.stderr
+    assert "wrote " in proc.stdout and " in " in proc.stdout.splitlines()[-1]

@@ -67,4 +67,4 @@ def test_without_a_terminal_progress_lines_come_every_log_every_s(tmp_path, toke
     proc = run_tool("shard.py", *args)
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "progress:" in line]
     assert lines, proc.stdout + proc.stderr
-    assert "units," in lines[-1] and "tokens/s, ETA " in lines[-1]
+    assert "units (" in lines[-1] and "tokens/s, ETA " in lines[-1]

@@ -36,3 +36,10 @@ def test_verify_catches_a_truncated_shard(tmp_path, clean_run):
     assert proc.returncode == 1
     assert f"MISMATCH {shard}: sha256" in proc.stdout
     assert f"{shard}: " in proc.stdout.split("sha256", 1)[1]  # and a count/tar problem too
+
+
+def test_verify_reports_progress_and_a_summary(clean_run):
+    proc = run_tool("verify.py", clean_run, "--log-every-s", "0.000001")
+    lines = [line for line in proc.stderr.splitlines() if "progress:" in line]
+    assert lines and "shards/s" in lines[-1] and "ETA " in lines[-1]
+    assert "checked " in proc.stderr and " shards (" in proc.stderr
