@@ -30,6 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from data_prep.cli import add_flag  # noqa: E402
 from pretrain.config import Config, load_config  # noqa: E402
 from pretrain.distributed import destroy_distributed, init_distributed  # noqa: E402
 from pretrain.model import build_model  # noqa: E402
@@ -42,9 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     shape.add_argument("--layers", type=int, default=4, help="transformer layers (4)")
     shape.add_argument("--heads", type=int, default=8, help="attention heads (8)")
     shape.add_argument("--ffn", type=int, default=1376, help="SwiGLU inner width (1376)")
-    shape.add_argument("--seq", type=int, default=256, help="sequence length (256)")
+    add_flag(shape, "--seq-length", deprecated=("--seq",), type=int, default=256,
+             help="sequence length (256)")
     shape.add_argument("--micro-batch", type=int, default=8, help="samples per step (8)")
-    shape.add_argument("--vocab", type=int, default=32768, help="vocabulary V (32768)")
+    add_flag(shape, "--vocab-size", deprecated=("--vocab",), type=int, default=32768,
+             help="vocabulary V (32768)")
     lev = p.add_argument_group("LEV")
     lev.add_argument("--num-coords", type=int, default=2, help="K (2)")
     lev.add_argument("--seed-dim", type=int, default=16, help="s (16)")
@@ -66,8 +69,8 @@ def make_config(args: argparse.Namespace, embedding: str) -> Config:
     overrides = {
         "model.embedding": embedding, "model.num_layers": args.layers,
         "model.hidden_size": args.hidden, "model.num_attention_heads": args.heads,
-        "model.ffn_hidden_size": args.ffn, "model.seq_length": args.seq,
-        "model.vocab_size": args.vocab, "lev.num_coords": args.num_coords,
+        "model.ffn_hidden_size": args.ffn, "model.seq_length": args.seq_length,
+        "model.vocab_size": args.vocab_size, "lev.num_coords": args.num_coords,
         "lev.seed_dim": args.seed_dim, "lev.grid_size": args.grid_size,
         "lev.num_modes": args.num_modes, "train.precision": "fp32",
         "train.micro_batch_size": args.micro_batch,
@@ -79,12 +82,12 @@ def make_config(args: argparse.Namespace, embedding: str) -> Config:
 def zipf_batches(args: argparse.Namespace, count: int) -> list[torch.Tensor]:
     """``count`` id batches ``[micro_batch, seq + 1]`` drawn i.i.d. from Zipf(a) over V."""
     gen = torch.Generator().manual_seed(args.seed)
-    ranks = torch.arange(1, args.vocab + 1, dtype=torch.float64)
+    ranks = torch.arange(1, args.vocab_size + 1, dtype=torch.float64)
     probs = ranks.pow(-args.zipf)
-    rank_to_id = torch.randperm(args.vocab, generator=gen)
+    rank_to_id = torch.randperm(args.vocab_size, generator=gen)
     return [
-        rank_to_id[torch.multinomial(probs, args.micro_batch * (args.seq + 1), replacement=True,
-                                     generator=gen)].view(args.micro_batch, args.seq + 1)
+        rank_to_id[torch.multinomial(probs, args.micro_batch * (args.seq_length + 1), replacement=True,
+                                     generator=gen)].view(args.micro_batch, args.seq_length + 1)
         for _ in range(count)
     ]
 
@@ -134,15 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
         batches = zipf_batches(args, 8)
         distinct = [b[:, :-1].unique().numel() for b in batches]
-        positions = torch.arange(args.seq).unsqueeze(0).expand(args.micro_batch, -1)
+        positions = torch.arange(args.seq_length).unsqueeze(0).expand(args.micro_batch, -1)
 
         print(f"proxy shape: d={args.hidden} layers={args.layers} heads={args.heads} "
-              f"ffn={args.ffn} seq={args.seq} micro_batch={args.micro_batch} V={args.vocab}; "
+              f"ffn={args.ffn} seq={args.seq_length} micro_batch={args.micro_batch} V={args.vocab_size}; "
               f"LEV K={args.num_coords} s={args.seed_dim} G={args.grid_size} "
               f"R={args.num_modes}; fp32, {args.threads} threads, torch {torch.__version__}")
         print(f"params: lev {params['lev']:,}  tied {params['tied']:,}; ids Zipf(a={args.zipf}), "
               f"distinct ids per batch {min(distinct)}-{max(distinct)} of "
-              f"{args.micro_batch * args.seq} tokens")
+              f"{args.micro_batch * args.seq_length} tokens")
 
         for kind in ("lev", "tied"):
             for i in range(args.warmup):

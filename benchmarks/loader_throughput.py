@@ -1,8 +1,8 @@
 """Tokens/s the pretraining loader delivers to one rank, on one CPU core.
 
-    python benchmarks/loader_throughput.py [--data-dir DIR] [--seq-length 512]
+    python benchmarks/loader_throughput.py [--data-path DIR] [--seq-length 512]
 
-Without ``--data-dir`` it builds a shard directory in a temp dir from real text (vim's
+Without ``--data-path`` it builds a shard directory in a temp dir from real text (vim's
 help files when installed, else this Python's stdlib sources): a BPE tokenizer trained
 by ``tokenizers``, then ``python data_prep/shard.py`` with small shards (0.25 MB, so a
 random order touches many shards). It then times ``TrainBatchIterator`` (rank 3 of
@@ -35,6 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from data_prep.cli import add_flag  # noqa: E402
 from pretrain.data import open_split  # noqa: E402
 from pretrain.sampler import BatchLayout, SampleOrder, TrainBatchIterator  # noqa: E402
 
@@ -150,7 +151,8 @@ def report_order(tokens: float, seq_length: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-dir", type=Path, help="existing shard dir (default: build one)")
+    add_flag(ap, "--data-path", deprecated=("--data-dir",), type=Path,
+             help="existing shard dir (default: build one)")
     ap.add_argument("--seq-length", type=int, default=512)
     ap.add_argument("--micro-batch-size", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
@@ -167,7 +169,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.data_dir
+        data_dir = args.data_path
         if data_dir is None:
             data_dir = Path(tmp) / "shards"
             t0 = time.perf_counter()

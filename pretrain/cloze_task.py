@@ -1,6 +1,6 @@
 """Build the offline lm-evaluation-harness task ``lev_cloze`` from a validation split.
 
-``python -m pretrain.cloze_task --data SHARD_DIR --output TASK_DIR [--max-docs 1000]``
+``python -m pretrain.cloze_task --data-path SHARD_DIR --output TASK_DIR [--max-docs 1000]``
 
 LAMBADA-style: each held-out passage (the text of one validation sample, cut at EOD,
 decoded with the shards' own tokenizer) is cut after its last sentence-final word (a word
@@ -20,6 +20,7 @@ import re
 import sys
 from pathlib import Path
 
+from data_prep.cli import add_flag
 from pretrain.logs import setup_logging
 
 __all__ = ["build_task", "cloze_item", "main"]
@@ -91,14 +92,15 @@ def build_task(data_dir: Path, output: Path, *, max_docs: int, min_words: int) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the offline lev_cloze lm-eval task.")
-    parser.add_argument("--data", required=True, type=Path, help="shard dir (its val split)")
+    add_flag(parser, "--data-path", deprecated=("--data",), required=True, type=Path,
+             help="shard dir (its val split)")
     parser.add_argument("--output", required=True, type=Path, help="task dir to write")
     parser.add_argument("--max-docs", type=int, default=1000, help="default 1000")
     parser.add_argument("--min-words", type=int, default=8, help="default 8")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        n = build_task(args.data, args.output, max_docs=args.max_docs, min_words=args.min_words)
+        n = build_task(args.data_path, args.output, max_docs=args.max_docs, min_words=args.min_words)
     except (OSError, ValueError) as exc:
         log.error("%s", exc)
         return 2

@@ -1,9 +1,9 @@
 """Validation perplexity of trained checkpoints, overall and per train-frequency bucket.
 
-``python -m pretrain.evaluate --checkpoint DIR --data SHARD_DIR --output OUT
+``python -m pretrain.evaluate --checkpoint DIR --data-path SHARD_DIR --output OUT
 [--compare DIR2 ...] [--buckets N] [--micro-batch-size M]``
 
-``python -m pretrain.evaluate --variant lev L1 L2 L3 --variant tied T1 T2 T3 --data ... --output ...``
+``python -m pretrain.evaluate --variant lev L1 L2 L3 --variant tied T1 T2 T3 --data-path ... --output ...``
 compares seed groups: each ``--variant NAME DIR...`` is one variant trained with several
 seeds (the first is the reference); the report gives mean +- std over seeds. (Not ``--run``:
 torchrun would take that for its own ``--run-path`` even after ``-m pretrain.evaluate``.)
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from data_prep.cli import add_flag
 from pretrain.inference import (
     EvaluationError,
     build_inference_engine,
@@ -136,7 +137,7 @@ def _check_tokenizers(data_dir: Path, tags: list[Path]) -> None:
         if record["sha256"] != shards:
             raise EvaluationError(
                 f"{tag} was trained with tokenizer sha256 {record['sha256']} "
-                f"({record.get('path')}), but --data {data_dir} was tokenized with sha256 "
+                f"({record.get('path')}), but --data-path {data_dir} was tokenized with sha256 "
                 f"{shards}; evaluate on shards made with the checkpoint's tokenizer "
                 f"(data_prep/shard.py --tokenizer {record.get('path')})")
 
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=("NAME", "DIR"), dest="groups",
                         help="a seed group: NAME then one checkpoint per seed; repeat per "
                              "variant, the first is the reference (instead of --checkpoint)")
-    parser.add_argument("--data", required=True, help="shard dir (manifest.json, token_counts.npy)")
+    add_flag(parser, "--data-path", deprecated=("--data",), required=True,
+             help="shard dir (manifest.json, token_counts.npy); the training config's data.path")
     parser.add_argument("--output", required=True, help="report dir (eval.json, report.md, *.png)")
     parser.add_argument("--buckets", type=int, default=5,
                         help="equal-train-mass frequency buckets of seen ids (default 5)")
@@ -223,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                      for t in tags]
             plan = [(label, [t]) for label, t in zip(_default_labels(tags, kinds), tags,
                                                       strict=True)]
-        counts_path = Path(args.data) / "token_counts.npy"
+        counts_path = Path(args.data_path) / "token_counts.npy"
         if not counts_path.is_file():
             raise EvaluationError(f"{counts_path} is missing; re-run data_prep/shard.py "
                                   "(it writes the train split's unigram counts)")
-        _check_tokenizers(Path(args.data), [t for _, tags in plan for t in tags])
+        _check_tokenizers(Path(args.data_path), [t for _, tags in plan for t in tags])
         _check_output(Path(args.output))
         first = json.loads((plan[0][1][0] / "meta.json").read_text())["config"]
         init_distributed(first["parallel"]["tensor_parallel"], first["train"]["seed"])
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, tags in plan:
             for tag in tags:
                 log.info("evaluating %s (%s)", tag, label)
-                result = evaluate_checkpoint(tag, args.data, spec.token_bucket,
+                result = evaluate_checkpoint(tag, args.data_path, spec.token_bucket,
                                              args.micro_batch_size)
                 log.info("%s (%s, step %d): loss %.5f ppl %.3f over %d tokens", tag,
                          result["embedding"], result["step"], result["loss"], result["ppl"],
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.get_rank() == 0:
             runs = [r for rs in groups.values() for r in rs]
             val_samples = runs[0]["tokens"] // first["model"]["seq_length"]
-            out = write_report(Path(args.output), groups, spec, data_dir=args.data,
+            out = write_report(Path(args.output), groups, spec, data_dir=args.data_path,
                                curve_description=_curve_description(runs, val_samples),
                                min_bucket_tokens=args.min_bucket_tokens)
             log.info("wrote %s", ", ".join(str(p) for p in out))

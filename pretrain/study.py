@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.cli import add_flag
+
 __all__ = ["PLANS", "SHAPES", "VARIANTS", "Run", "main", "plan_runs"]
 
 log = logging.getLogger("pretrain.study")
@@ -143,7 +145,7 @@ def _variant_overrides(name: str) -> list[str]:
     return [o for p in parts[1:] for o in VARIANTS[f"lev-{p}"]]
 
 
-#: corpus name -> shard directory for corpora given with ``--data-dir`` (not built here).
+#: corpus name -> shard directory for corpora given with ``--data-path`` (not built here).
 EXTERNAL_DATA: dict[str, Path] = {}
 
 
@@ -255,7 +257,7 @@ def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: i
         groups.setdefault(run.variant, []).append(str(save_dir(out, run)))
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable]
-    cmd = [*launcher, "-m", "pretrain.evaluate", "--data", str(shard_path(out, corpus)),
+    cmd = [*launcher, "-m", "pretrain.evaluate", "--data-path", str(shard_path(out, corpus)),
            "--output", str(report)]
     for name, dirs in groups.items():
         cmd += ["--variant", name, *dirs]
@@ -309,12 +311,13 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan", choices=[*PLANS, "report"])
+    parser.add_argument("plan", choices=[*PLANS, "report"],
+                        help="which runs to train and evaluate, or `report` to summarise them")
     parser.add_argument("--out", default="runs/study", help="runs, corpora and reports")
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA,
                         help="corpora built from packages under OUT/<corpus>/ (default: both)")
-    parser.add_argument("--data-dir", default=None,
-                        help="your own shard directory (data_prep/shard.py output) instead of "
+    add_flag(parser, "--data-path", deprecated=("--data-dir",), default=None,
+             help="your own shard directory (data_prep/shard.py output) instead of "
                              "--corpora; the tiny configs need model.vocab_size >= its vocab")
     parser.add_argument("--variant", default="lev",
                         help="LEV variant of confirm/compare (a name from VARIANTS, or a "
@@ -341,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         print(write_study_report(out, Path(args.results)))
         return 0
     corpora = args.corpora
-    if args.data_dir:
-        name = Path(args.data_dir).resolve().name
-        EXTERNAL_DATA[name] = Path(args.data_dir).resolve()
+    if args.data_path:
+        name = Path(args.data_path).resolve().name
+        EXTERNAL_DATA[name] = Path(args.data_path).resolve()
         corpora = [name]
     runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape)
     for r in runs:

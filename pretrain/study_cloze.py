@@ -68,7 +68,7 @@ def score_corpus(shards: Path, report: Path, runs: dict[str, list[Path]]) -> Pat
     task = report.parent / "cloze_task"
     report.mkdir(parents=True, exist_ok=True)
     with open(report.parent / "cloze.log", "a") as logf:
-        _run([sys.executable, "-m", "pretrain.cloze_task", "--data", str(shards), "--output",
+        _run([sys.executable, "-m", "pretrain.cloze_task", "--data-path", str(shards), "--output",
               str(task)], logf)
         items = len((task / "lev_cloze.jsonl").read_text().splitlines())
         scores = {variant: [score_run(d, task, logf) for d in dirs]

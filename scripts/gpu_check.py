@@ -77,8 +77,9 @@ SMALL_RUN = ["train.train_steps=8", "optimizer.decay_steps=8", "optimizer.warmup
              "train.log_interval=1", "train.eval_interval=0", "train.log_sample_ids=true",
              "train.zero_stage=1", "checkpoint.save_interval=4", "checkpoint.keep_last=3",
              "model.vocab_size=1024"]
+DRY_SMALL_RUN = [o for o in DRY_THROUGHPUT if not o.startswith(("model.vocab", "train."))]
+DRY_SMALL_RUN += ["train.micro_batch_size=2", "train.global_batch_size=8"]
 TOKENIZER_VOCAB = 1024
-SEQ_LENGTH = 128  # tiny_lev.yaml's
 
 # Set before pretrain.train runs (it has no switch of its own): deterministic kernels where
 # torch has them (warn_only: an op without one logs a warning, which the part collects),
@@ -348,6 +349,7 @@ class Check:
         work.mkdir(parents=True, exist_ok=True)
         self._log = (out / "gpu_check.log").open("a", buffering=1)
         self._lock = threading.Lock()
+        self.seq_length = 32 if dry_run else 128  # the small run's: tiny_lev.yaml's on GPU
         self.parts: dict[str, dict[str, Any]] = {}
         self.summary: dict[str, Any] = {"dry_run": dry_run, "budget_s": BUDGET_S,
                                         "work_dir": str(work), "parts": self.parts}
@@ -512,19 +514,20 @@ class Check:
                              tokenizer, "--vocab-size", TOKENIZER_VOCAB, "--val-fraction",
                              "0.05"], limit())
         self.python("data", ["data_prep/shard.py", "--input", corpus, "--tokenizer", tokenizer,
-                             "--output", shards, "--seq-length", SEQ_LENGTH, "--val-fraction",
+                             "--output", shards, "--seq-length", self.seq_length, "--val-fraction",
                              "0.05", "--shard-size-mb", "1", "--no-progress"], limit())
         manifest = json.loads((shards / "manifest.json").read_text())
         return "pass", {"documents": documents, "characters": chars, "shards": str(shards),
-                        "splits": {k: v.get("num_samples") for k, v in
-                                   manifest.get("splits", {}).items()}}
+                        "seq_length": self.seq_length,
+                        "samples": {k: v["samples"] for k, v in manifest["splits"].items()}}
 
     def part_train_resume(self, limit) -> tuple[str, dict]:
         shards, runs = self.work / "shards", self.work / "runs"
         shutil.rmtree(runs, ignore_errors=True)
         precision = "fp32" if self.dry_run else "bf16"
         base = ["-c", DETERMINISTIC_MAIN, "--config", "pretrain/configs/tiny_lev.yaml",
-                *SMALL_RUN, f"data.path={shards}", f"train.precision={precision}"]
+                *SMALL_RUN, *(DRY_SMALL_RUN if self.dry_run else []), f"data.path={shards}",
+                f"train.precision={precision}"]
 
         def train(save_dir: Path) -> str:
             return self.python("train_resume", [*base, f"checkpoint.save_dir={save_dir}"],
@@ -564,7 +567,7 @@ class Check:
     def part_evaluate(self, limit) -> tuple[str, dict]:
         output = self.work / "eval"
         self.python("evaluate", ["-m", "pretrain.evaluate", "--checkpoint",
-                                 self.work / "runs" / "straight", "--data",
+                                 self.work / "runs" / "straight", "--data-path",
                                  self.work / "shards", "--output", output], limit())
         run = json.loads((output / "eval.json").read_text())["runs"][0]
         fields = {k: run.get(k) for k in ("checkpoint", "step", "embedding", "loss", "ppl",

@@ -20,7 +20,8 @@
 # Environment (all optional except where the sbatch file sets a default):
 #   CONFIG           YAML config (the sbatch file sets it)
 #   RUN_NAME         names the default SAVE_DIR (the sbatch file sets it)
-#   DATA_DIR         shard directory (data.path)            default $REPO_DIR/data/pile_neox_512
+#   DATA_PATH        shard directory (data.path)            default $REPO_DIR/data/pile_neox_512
+#                    (DATA_DIR, its old name, is still accepted with a deprecation note)
 #   SAVE_DIR         checkpoints + metrics.jsonl; must be on a filesystem every node sees
 #                                                           default $REPO_DIR/runs/$RUN_NAME
 #   TRAIN_OVERRIDES  extra "section.field=value ..." overrides (word-split); arguments
@@ -77,7 +78,11 @@ REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 [ -f "$REPO_DIR/pretrain/train.py" ] || fail "REPO_DIR=$REPO_DIR is not the repository (no pretrain/train.py)"
 RUN_NAME=${RUN_NAME:-lev_1b2}
 CONFIG=${CONFIG:-$REPO_DIR/pretrain/configs/$RUN_NAME.yaml}
-DATA_DIR=${DATA_DIR:-$REPO_DIR/data/pile_neox_512}
+if [ -z "${DATA_PATH:-}" ] && [ -n "${DATA_DIR:-}" ]; then
+    DATA_PATH=$DATA_DIR
+    say "warning: DATA_DIR is deprecated, use DATA_PATH (accepted until the next release)"
+fi
+DATA_PATH=${DATA_PATH:-$REPO_DIR/data/pile_neox_512}
 SAVE_DIR=${SAVE_DIR:-$REPO_DIR/runs/$RUN_NAME}
 PYTHON=${PYTHON:-python}
 
@@ -85,7 +90,7 @@ PYTHON=${PYTHON:-python}
 # them absolute before moving to REPO_DIR. A relative CONFIG may also be relative to REPO_DIR.
 abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 if [ ! -f "$CONFIG" ] && [ -f "$REPO_DIR/$CONFIG" ]; then CONFIG=$REPO_DIR/$CONFIG; fi
-CONFIG=$(abspath "$CONFIG"); DATA_DIR=$(abspath "$DATA_DIR"); SAVE_DIR=$(abspath "$SAVE_DIR")
+CONFIG=$(abspath "$CONFIG"); DATA_PATH=$(abspath "$DATA_PATH"); SAVE_DIR=$(abspath "$SAVE_DIR")
 [ -f "$CONFIG" ] || fail "CONFIG=$CONFIG does not exist (pretrain/configs/*.yaml)"
 
 # Checkpoints must outlive the node: a requeued or resumed job may run on other nodes, and
@@ -162,7 +167,7 @@ SRUN_EXTRA=(${SRUN_ARGS:-})
 # wait in a collective for NCCL's timeout (10 min and more).
 CMD=(srun --kill-on-bad-exit=0 --wait="${SRUN_WAIT_S:-60}" "${SRUN_EXTRA[@]}"
      "$PYTHON" -m pretrain.train --config "$CONFIG"
-     "data.path=$DATA_DIR" "checkpoint.save_dir=$SAVE_DIR" checkpoint.resume=auto
+     "data.path=$DATA_PATH" "checkpoint.save_dir=$SAVE_DIR" checkpoint.resume=auto
      "${OVERRIDES[@]}")
 
 say "job ${SLURM_JOB_ID:-none} (${SLURM_JOB_NAME:-}) restart ${SLURM_RESTART_COUNT:-0} on" \

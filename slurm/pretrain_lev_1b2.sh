@@ -2,7 +2,7 @@
 # 1.2B LEV pretraining on 4 nodes x 8 GPUs (config: pretrain/configs/lev_1b2.yaml).
 #
 #   cd /path/to/repo     # submit from the checkout (the job finds the launcher through it)
-#   DATA_DIR=/shared/data/pile_neox_512 SAVE_DIR=/shared/runs/lev_1b2 sbatch slurm/pretrain_lev_1b2.sh
+#   DATA_PATH=/shared/data/pile_neox_512 SAVE_DIR=/shared/runs/lev_1b2 sbatch slurm/pretrain_lev_1b2.sh
 #
 # Everything below is a default: sbatch options on the command line override these #SBATCH
 # lines (e.g. `sbatch --nodes=8 --time=48:00:00 ...`), environment variables override the

@@ -3,7 +3,7 @@
 # the LEV run's backbone, data and schedule with a tied embedding).
 #
 #   cd /path/to/repo     # submit from the checkout (the job finds the launcher through it)
-#   DATA_DIR=/shared/data/pile_neox_512 SAVE_DIR=/shared/runs/tied_1b2 sbatch slurm/pretrain_tied_1b2.sh
+#   DATA_PATH=/shared/data/pile_neox_512 SAVE_DIR=/shared/runs/tied_1b2 sbatch slurm/pretrain_tied_1b2.sh
 #
 # Everything below is a default: sbatch options on the command line override these #SBATCH
 # lines (e.g. `sbatch --nodes=8 --time=48:00:00 ...`), environment variables override the

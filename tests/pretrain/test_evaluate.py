@@ -160,7 +160,7 @@ def trainer_final_val_loss(save_dir: Path) -> float:
 @pytest.fixture(scope="module")
 def lev_one_rank(checkpoints, shard_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_lev_1rank")
-    run_evaluate(1, out / "logs", "--checkpoint", checkpoints / "lev", "--data", shard_dir,
+    run_evaluate(1, out / "logs", "--checkpoint", checkpoints / "lev", "--data-path", shard_dir,
                  "--output", out / "report", "--buckets", "3")
     return json.loads((out / "report" / "eval.json").read_text())
 
@@ -170,7 +170,7 @@ def compared(checkpoints, shard_dir, tmp_path_factory):
     """LEV (tag dir given) vs tied ZeRO-3 on 2 ranks, micro-batch 3 (not the trained 2)."""
     out = tmp_path_factory.mktemp("eval_compare")
     run_evaluate(2, out / "logs", "--checkpoint", checkpoints / "lev" / f"step{STEPS:08d}",
-                 "--compare", checkpoints / "tied_zero3", "--data", shard_dir,
+                 "--compare", checkpoints / "tied_zero3", "--data-path", shard_dir,
                  "--output", out / "report", "--buckets", "3", "--micro-batch-size", "3")
     return out / "report"
 
@@ -243,7 +243,7 @@ def test_a_zero3_checkpoint_evaluates(compared, checkpoints):
 
 @multiproc
 def test_a_tp2_checkpoint_evaluates_with_tp2(checkpoints, shard_dir, tmp_path, lev_one_rank):
-    run_evaluate(2, tmp_path / "logs", "--checkpoint", checkpoints / "lev_tp2", "--data",
+    run_evaluate(2, tmp_path / "logs", "--checkpoint", checkpoints / "lev_tp2", "--data-path",
                  shard_dir, "--output", tmp_path / "report", "--buckets", "3")
     run = json.loads((tmp_path / "report" / "eval.json").read_text())["runs"][0]
     assert run["tensor_parallel"] == 2 and run["tokens"] == lev_one_rank["runs"][0]["tokens"]
@@ -254,7 +254,7 @@ def test_a_tp2_checkpoint_evaluates_with_tp2(checkpoints, shard_dir, tmp_path, l
 def test_a_zero3_checkpoint_at_another_dp_size_is_refused_with_the_fix(checkpoints, shard_dir,
                                                                        tmp_path):
     logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "tied_zero3",
-                        "--data", shard_dir, "--output", tmp_path / "report", expect=2)
+                        "--data-path", shard_dir, "--output", tmp_path / "report", expect=2)
     assert "ZeRO-3 checkpoint saved at DP=2" in logs and "world size 2" in logs
 
 
@@ -265,7 +265,7 @@ def test_shards_of_another_tokenizer_are_refused_before_any_work(checkpoints, sh
     trained_with = manifest["tokenizer"]["sha256"]
     manifest["tokenizer"]["sha256"] = "0" * 64  # shards made with another tokenizer.json
     (shard_copy / "manifest.json").write_text(json.dumps(manifest))
-    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data",
+    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data-path",
                         shard_copy, "--output", tmp_path / "report", expect=2)
     assert f"was trained with tokenizer sha256 {trained_with}" in logs
     assert f"tokenized with sha256 {'0' * 64}" in logs
@@ -276,7 +276,7 @@ def test_shards_of_another_tokenizer_are_refused_before_any_work(checkpoints, sh
 def test_an_unwritable_output_is_refused_before_any_work(checkpoints, shard_dir, tmp_path):
     blocker = tmp_path / "report"
     blocker.write_text("a file where the report directory should go")
-    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data",
+    logs = run_evaluate(1, tmp_path / "logs", "--checkpoint", checkpoints / "lev", "--data-path",
                         shard_dir, "--output", blocker, expect=2)
     assert f"--output {blocker} is not a writable directory" in logs
     assert "evaluating" not in logs

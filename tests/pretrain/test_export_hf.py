@@ -143,7 +143,7 @@ def test_lm_eval_on_the_offline_task_equals_a_direct_computation(exported, shard
     pytest.importorskip("lm_eval")
     _, hf, _ = exported("lev-zero1")
     task = tmp_path / "task"
-    subprocess.run([sys.executable, "-m", "pretrain.cloze_task", "--data", str(shard_dir),
+    subprocess.run([sys.executable, "-m", "pretrain.cloze_task", "--data-path", str(shard_dir),
                     "--output", str(task), "--min-words", "3"], cwd=REPO, env=cpu_env(),
                    check=True, capture_output=True)
     out = tmp_path / "lm_eval"

@@ -83,7 +83,7 @@ class Job:
 
 
 def train_env(data: Path, save: Path, *extra: str) -> dict[str, str]:
-    return {"CONFIG": "pretrain/configs/tiny_lev.yaml", "DATA_DIR": str(data),
+    return {"CONFIG": "pretrain/configs/tiny_lev.yaml", "DATA_PATH": str(data),
             "SAVE_DIR": str(save), "TRAIN_OVERRIDES": " ".join([*OVERRIDES, *extra])}
 
 
