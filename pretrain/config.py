@@ -163,10 +163,18 @@ class ParallelConfig:
 class DataConfig:
     """Shards written by ``data_prep/shard.py``."""
 
-    path: str = ""
-    """Shard directory (holds manifest.json and the *.wids.json lists)."""
+    path: str | list[Any] = ""
+    """Shard directory (holds manifest.json and the *.wids.json lists), or a weighted
+    mixture of several: ``"0.7 DIR_A 0.3 DIR_B"`` (Megatron's form), ``[0.7, DIR_A, 0.3,
+    DIR_B]`` or ``[{path: DIR_A, weight: 0.7}, {path: DIR_B, weight: 0.3, name: code}]``
+    (``pretrain/blend.py``)."""
     shuffle_seed: int = 1234
-    """Seed of the per-epoch sample permutation."""
+    """Seed of the per-epoch sample permutation (and of the mixture)."""
+
+    def __post_init__(self) -> None:
+        from pretrain.blend import parse_data_path  # blend imports this module
+
+        parse_data_path(self.path)  # a malformed mixture fails here, before any process
 
 
 @dataclass(kw_only=True, slots=True)
@@ -451,7 +459,19 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
         options = typing.get_args(kind)
         if value is None and type(None) in options:
             return None
-        kind = next(t for t in options if t is not type(None))
+        options = [t for t in options if t is not type(None)]
+        if len(options) > 1:
+            for option in options:
+                try:
+                    return _coerce(value, option, name)
+                except ConfigError:
+                    continue
+            raise ConfigError(
+                f"{name}={value!r} is a {type(value).__name__}; it must be one of "
+                f"{', '.join(getattr(t, '__name__', str(t)) for t in options)}")
+        kind = options[0]
+    if typing.get_origin(kind) is not None:  # list[Any] and the like: check the container
+        kind = typing.get_origin(kind)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is float and isinstance(value, str):

@@ -68,7 +68,10 @@ def find_tokenizer(meta: dict[str, Any], override: str | None) -> tuple[Path, di
         ExportError: no record, no file, or a file whose sha256 differs (names both).
     """
     record = meta.get("tokenizer")
-    data_path = Path(meta["config"]["data"]["path"])
+    from pretrain.blend import parse_data_path
+
+    sources = parse_data_path(meta["config"]["data"]["path"])  # a mixture: its first source
+    data_path = Path(sources[0].path if sources else "")
     if record is None and (data_path / "manifest.json").is_file():
         record = json.loads((data_path / "manifest.json").read_text())["tokenizer"]
     if record is None:

@@ -117,6 +117,16 @@ class SampleOrder:
             self._blocks.move_to_end(key)
         return ids
 
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        """Sample ids at arbitrary stream ``positions`` (a mixture's, scattered), int64."""
+        positions = np.asarray(positions, dtype=np.int64)
+        epoch, offset = np.divmod(positions, self.num_samples)
+        out = np.empty_like(positions)
+        for e in np.unique(epoch):
+            mask = epoch == e
+            out[mask] = self._perm.apply(int(e), offset[mask])
+        return out
+
     def sample_ids(self, start: int, stop: int) -> np.ndarray:
         """Sample ids at stream positions ``[start, stop)`` as an ``int64`` array."""
         if start < 0 or stop < start:
@@ -257,6 +267,8 @@ class TrainBatchIterator:
         dp_rank: This rank's DP index (TP peers pass the same value).
         seed: Data seed; with ``epoch`` it fixes the order (see ``pretrain/sampler.py``).
         consumed_samples: Stream position to start at.
+        order: Stream position -> sample id (default ``SampleOrder(len(dataset), seed)``;
+            a mixture passes ``pretrain.blend.MixtureOrder``).
         prefetch: Micro-batches read ahead by a background thread so reading overlaps
             compute; 0 reads synchronously in ``next()``.
         eod_mask_loss: See :func:`make_batch`.
@@ -270,6 +282,7 @@ class TrainBatchIterator:
         dp_rank: int,
         seed: int,
         consumed_samples: int = 0,
+        order: Any = None,
         prefetch: int = 4,
         eod_mask_loss: bool = False,
     ) -> None:
@@ -282,7 +295,7 @@ class TrainBatchIterator:
         self.dp_rank = dp_rank
         self.consumed_samples = consumed_samples
         self.eod_mask_loss = eod_mask_loss
-        self.order = SampleOrder(len(dataset), seed)
+        self.order = order if order is not None else SampleOrder(len(dataset), seed)
         self._stop = threading.Event()
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None

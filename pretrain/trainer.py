@@ -21,15 +21,20 @@ from megatron.core import parallel_state as ps
 
 from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume, install_zero_resume
 from megatron_patches.deepspeed_grad_norm import report_zero0_grad_norm
+from pretrain.blend import (
+    BlendedDataset,
+    describe_mixture,
+    mixture_shares,
+    open_data,
+    sample_order,
+)
 from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
 from pretrain.config import Config, ConfigError, config_to_dict
-from pretrain.data import open_split
 from pretrain.distributed import init_distributed
 from pretrain.metrics import MetricsWriter, model_flops_per_token, perplexity
 from pretrain.model import build_model, layer_spec
 from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
-from pretrain.permutation import order_fingerprint
 from pretrain.preflight import check_save_dir_shared, open_splits_everywhere, rank_view_of_save_dir
 from pretrain.sampler import BatchLayout, TrainBatchIterator, val_batches
 from pretrain.schedule import lr_at
@@ -153,11 +158,12 @@ class Trainer:
         # --val-fraction 0 have none).
         splits = ("train", "val") if c.train.eval_interval else ("train",)
         opened = open_splits_everywhere(
-            lambda split: open_split(c.data.path, split, seq_length=c.model.seq_length,
-                                     vocab_size=c.model.vocab_size), splits)
+            lambda split: open_data(c.data.path, split, seq_length=c.model.seq_length,
+                                    vocab_size=c.model.vocab_size), splits)
         self.train_data, self.val_data = opened[0], (opened[1] if len(opened) > 1 else None)
         self.data_fingerprint = self.train_data.manifest["fingerprint"]
-        self.order_fingerprint = order_fingerprint(len(self.train_data), c.data.shuffle_seed)
+        self.order = sample_order(self.train_data, c.data.shuffle_seed)
+        self.order_fingerprint = self.order.fingerprint
         self.layer_spec = layer_spec(c)[1]
 
         self.engine, self.scheduler = build_engine(c, self.dp_size)
@@ -168,8 +174,13 @@ class Trainer:
         self._resume()
         self.train_iter = TrainBatchIterator(
             self.train_data, layout=self.batch, dp_rank=self.dp_rank,
-            seed=c.data.shuffle_seed, consumed_samples=self.consumed_samples)
+            seed=c.data.shuffle_seed, consumed_samples=self.consumed_samples, order=self.order)
         self.metrics = MetricsWriter(c.checkpoint.save_dir, enabled=self.rank == 0)
+        planned = mixture_shares(self.train_data, self.order,
+                                 c.train.train_steps * c.train.global_batch_size)
+        if planned and self.rank == 0:
+            log.info("data: mixture of %d sources; over %d steps the run reads %s",
+                     len(planned), c.train.train_steps, describe_mixture(planned))
         log.info("TP=%d DP=%d micro-batch %d x accumulation %d = global batch %d; "
                  "starting at step %d (consumed_samples %d)", c.parallel.tensor_parallel,
                  self.dp_size, c.train.micro_batch_size, self.batch.accum_steps,
@@ -276,19 +287,34 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Token-weighted loss over the validation split (every token once)."""
+        """Token-weighted loss over the validation split (every token once); for a mixture,
+        per source (``val_loss/NAME``) and their weight-averaged ``val_loss``."""
         self.engine.eval()
+        if isinstance(self.val_data, BlendedDataset):
+            parts = {s.name: (s.weight, d)
+                     for s, d in zip(self.val_data.sources, self.val_data.datasets, strict=True)}
+        else:
+            parts = {"": (1.0, self.val_data)}
+        record: dict[str, float] = {"val_loss": 0.0, "val_tokens": 0}
+        for name, (weight, data) in parts.items():
+            loss, tokens = self._val_pass(data)
+            record["val_loss"] += weight * loss
+            record["val_tokens"] += tokens
+            if name:
+                record[f"val_loss/{name}"] = loss
+                record[f"val_ppl/{name}"] = perplexity(loss)
+        self.engine.train()
+        return {**record, "val_ppl": perplexity(record["val_loss"])}
+
+    def _val_pass(self, data) -> tuple[float, int]:
         total = torch.zeros(2, dtype=torch.float64, device=self.engine.device)
         limit = self.config.train.eval_samples or None
-        for batch in val_batches(self.val_data, micro_batch_size=self.config.train.micro_batch_size,
+        for batch in val_batches(data, micro_batch_size=self.config.train.micro_batch_size,
                                  dp_rank=self.dp_rank, dp_size=self.dp_size, max_samples=limit):
             loss, tokens = self._loss(batch)
             total += torch.stack([loss.double() * tokens.double(), tokens.double()])
         dist.all_reduce(total, group=ps.get_data_parallel_group())
-        self.engine.train()
-        val_loss = (total[0] / total[1]).item()
-        return {"val_loss": val_loss, "val_ppl": perplexity(val_loss),
-                "val_tokens": int(total[1].item())}
+        return (total[0] / total[1]).item(), int(total[1].item())
 
     def save(self) -> None:
         """Checkpoint the current step (every rank)."""
@@ -389,6 +415,9 @@ class Trainer:
                 "tokens_per_sec": tokens_per_sec, "tflops": tflops, "skipped": record["skipped"]}
         if "sample_ids" in record:
             full["sample_ids"] = record["sample_ids"]
+        for name, (_, share, epochs) in mixture_shares(self.train_data, self.order,
+                                                       self.consumed_samples).items():
+            full[f"data/{name}/share"], full[f"data/{name}/epochs"] = share, epochs
         peak = self.config.train.peak_tflops
         if peak:
             full["mfu"] = tflops / peak
@@ -404,8 +433,13 @@ class Trainer:
         record = {"step": self.step, **self.evaluate()}
         self.metrics.write(record, prefix="val")
         if self.rank == 0:
-            log.info("step %6d | val loss %.4f | val ppl %.2f | %d tokens", self.step,
-                     record["val_loss"], record["val_ppl"], record["val_tokens"])
+            per_source = "".join(f" | {k[len('val_loss/'):]} {v:.4f}" for k, v in record.items()
+                                 if k.startswith("val_loss/"))
+            log.info("step %6d | val loss %.4f | val ppl %.2f | %d tokens%s", self.step,
+                     record["val_loss"], record["val_ppl"], record["val_tokens"], per_source)
+            read = mixture_shares(self.train_data, self.order, self.consumed_samples)
+            if read:
+                log.info("step %6d | data read so far: %s", self.step, describe_mixture(read))
 
     def close(self) -> None:
         """Release the watchdog, the loader thread, files and signal handlers."""

@@ -83,11 +83,18 @@ TOKENIZER_VOCAB = 1024
 
 # Set before pretrain.train runs (it has no switch of its own): deterministic kernels where
 # torch has them (warn_only: an op without one logs a warning, which the part collects),
-# and cuBLAS's fixed-workspace mode that determinism needs.
+# and cuBLAS's fixed-workspace mode that determinism needs. Not filling fresh tensors with
+# NaN (torch's default under deterministic mode, a debugging aid) keeps the steps as fast as
+# without the flag: with it, a step of the dry run took 20x longer.
 DETERMINISTIC_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONHASHSEED": "0"}
+DETERMINISTIC_FLAGS = {"torch.use_deterministic_algorithms": "True, warn_only=True",
+                       "torch.utils.deterministic.fill_uninitialized_memory": False,
+                       "torch.backends.cudnn.deterministic": True,
+                       "torch.backends.cudnn.benchmark": False}
 DETERMINISTIC_MAIN = (
     "import runpy, torch; torch.use_deterministic_algorithms(True, warn_only=True); "
-    "torch.backends.cudnn.benchmark = False; torch.backends.cudnn.deterministic = True; "
+    "torch.utils.deterministic.fill_uninitialized_memory = False; "
+    "torch.backends.cudnn.deterministic = True; torch.backends.cudnn.benchmark = False; "
     "runpy.run_module('pretrain.train', run_name='__main__', alter_sys=True)")
 
 # ---------------------------------------------------------------------------- bundle-check
@@ -114,52 +121,64 @@ def _target_tags() -> set:
             | set(tags.compatible_tags((3, 12), "cp312", platforms)))
 
 
+def _read_wheel(wheel: Path) -> tuple[list[str], list[str]]:
+    """A wheel's ``Requires-Dist`` lines and its file names."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        lines = zf.read(meta).decode("utf-8").splitlines()
+    return [line.split(":", 1)[1].strip() for line in lines
+            if line.startswith("Requires-Dist:")], names
+
+
 def bundle_problems(bundle: Path) -> list[str]:
     """Why the GPU host could not install and run ``bundle`` (empty: it can)."""
     from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
     if not bundle.is_dir():
         return [f"{bundle} is not a directory; build it with: bash scripts/gpu_bundle.sh"]
     problems = []
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
     if size > BUNDLE_LIMIT_BYTES:
-        problems.append(f"{bundle} holds {size / 2**20:.1f} MiB, over the {BUNDLE_LIMIT_BYTES >> 20} "
-                        "MiB a device run carries; bundle fewer packages")
+        problems.append(f"{bundle} holds {size / 2**20:.1f} MiB, over the "
+                        f"{BUNDLE_LIMIT_BYTES >> 20} MiB a device run carries")
     target = _target_tags()
-    versions: dict[str, list[tuple[str, Any]]] = {}
-    wheels = sorted(bundle.glob("*.whl"))
-    for wheel in wheels:
-        name, version, _, wheel_tags = parse_wheel_filename(wheel.name)
-        versions.setdefault(name, []).append((wheel.name, version))
+    found: dict[str, list[tuple[Path, Any]]] = {}
+    for wheel in sorted(bundle.glob("*.whl")):
+        try:
+            name, version, _, wheel_tags = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename:
+            problems.append(f"{wheel.name} is not a wheel's file name")
+            continue
+        found.setdefault(name, []).append((wheel, version))
         if not wheel_tags & target:
             problems.append(f"{wheel.name} does not install on CPython 3.12 manylinux x86_64; "
                             "download it with --python-version 3.12 --platform manylinux...")
-    for name, found in versions.items():
-        if len(found) > 1:
-            problems.append(f"{len(found)} versions of {name}: {', '.join(w for w, _ in found)}; "
-                            "keep one (pip refuses to install both)")
-    for name in sorted(BUNDLE_REQUIRED - versions.keys()):
-        problems.append(f"{name} is missing from {bundle}")
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as zf:
-            meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
-            requires = [line.split(":", 1)[1].strip() for line in
-                        zf.read(meta).decode().splitlines() if line.startswith("Requires-Dist:")]
-            if wheel.name.startswith("deepspeed-"):
-                compiled = [n for n in zf.namelist() if n.endswith(".so")]
-                if compiled:
-                    problems.append(f"{wheel.name} has compiled ops ({compiled[0]}, ...); build "
-                                    "it with DS_BUILD_OPS=0 and no torch in the build env")
+    for name, copies in found.items():
+        if len(copies) > 1:
+            problems.append(f"{len(copies)} versions of {name}: "
+                            f"{', '.join(w.name for w, _ in copies)}; keep one (pip refuses both)")
+    problems += [f"{name} is missing from {bundle}" for name in sorted(BUNDLE_REQUIRED - set(found))]
+    for name, ((wheel, _), *_) in found.items():
+        try:
+            requires, files = _read_wheel(wheel)
+        except (zipfile.BadZipFile, StopIteration, UnicodeDecodeError):
+            problems.append(f"{wheel.name} is not a readable wheel (no .dist-info/METADATA)")
+            continue
+        compiled = [f for f in files if f.endswith(".so")]
+        if name == "deepspeed" and compiled:
+            problems.append(f"{wheel.name} has compiled ops ({compiled[0]}); build it with "
+                            "DS_BUILD_OPS=0 and no torch in the build environment")
         for line in requires:
             req = Requirement(line)
-            if req.marker is not None and not req.marker.evaluate(TARGET_MARKERS):
-                continue
             dep = canonicalize_name(req.name)
-            if dep in versions:
-                bundled = versions[dep][0][1]
-                if not req.specifier.contains(bundled, prereleases=True):
-                    problems.append(f"{wheel.name} needs {line}, the bundle has {dep} {bundled}")
+            if req.marker is not None and not req.marker.evaluate(TARGET_MARKERS):
+                continue  # an extra, or another platform
+            if dep in found:
+                have = found[dep][0][1]
+                if not req.specifier.contains(have, prereleases=True):
+                    problems.append(f"{wheel.name} needs {line}; the bundle has {dep} {have}")
             elif dep not in HOST_PROVIDES:
                 problems.append(f"{wheel.name} needs {req.name}, which is neither in the bundle "
                                 "nor on the GPU host; add it to scripts/gpu_bundle.sh")
@@ -264,11 +283,12 @@ def _measure(config, args: argparse.Namespace) -> dict[str, Any]:
     from megatron.core import parallel_state as ps
 
     sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_throughput import zipf_batch
+
     from pretrain.distributed import destroy_distributed, init_distributed
     from pretrain.metrics import model_flops_per_token
     from pretrain.model import build_model, count_parameters, layer_spec
     from pretrain.trainer import build_engine
-    from train_throughput import zipf_batch
 
     start = time.monotonic()
     cuda = torch.cuda.is_available()
@@ -308,6 +328,7 @@ def _measure(config, args: argparse.Namespace) -> dict[str, Any]:
         tflops = tokens_per_s * flops_per_token / world / 1e12
         out: dict[str, Any] = {
             "layer_spec": layer_spec(config)[1], "precision": t.precision,
+            "param_dtype": str(next(engine.module.parameters()).dtype),
             "zero_stage": t.zero_stage, "params": counts.total,
             "micro_batch_size": t.micro_batch_size, "global_batch_size": t.global_batch_size,
             "seq_length": m.seq_length, "accumulation_steps": accum, "world_size": world,
@@ -544,23 +565,26 @@ class Check:
             raise PartFailed("the second run did not say 'resumed from ...step00000004'")
         straight, resumed = _train_records(runs / "straight"), _train_records(runs / "resumed")
         steps = list(range(5, 9))
-        fields = _compare(straight, resumed, steps)
+        fields = _compare(straight, resumed, steps, ("straight", "resumed"))
         fields.update(
             precision=precision, backend=_find(r"backend (\w+)", log),
             layer_spec=_find(r"layer spec: (\S+)", log), resumed_steps=steps,
             command=f"python -c <deterministic flags; runpy pretrain.train> {shlex.join(base[2:])}",
-            determinism={"env": DETERMINISTIC_ENV, "torch.use_deterministic_algorithms":
-                         "True (warn_only)", "cudnn.deterministic": True,
-                         "cudnn.benchmark": False,
+            determinism={"env": DETERMINISTIC_ENV, **DETERMINISTIC_FLAGS,
                          "ops_without_deterministic_kernel": sorted(set(re.findall(
                              r"(\S+) does not have a deterministic implementation",
                              log + resumed_log)))})
+        expected = "gloo" if self.dry_run else "nccl"
+        if fields["backend"] != expected:
+            return "fail", {"reason": f"trained on backend {fields['backend']}, not {expected}",
+                            **fields}
         if fields["bitwise_equal"] or not fields["same_samples"]:
             return _resume_verdict(fields)
         if limit() > 30:  # not bitwise: is it the resume, or do the kernels differ run to run?
             self.python("train_resume", [*base, f"checkpoint.save_dir={runs / 'repeat'}"],
                         limit(), env=DETERMINISTIC_ENV)
-            repeat = _compare(straight, _train_records(runs / "repeat"), list(range(1, 9)))
+            repeat = _compare(straight, _train_records(runs / "repeat"), list(range(1, 9)),
+                              ("straight", "repeat"))
             fields["repeat_of_straight_run"] = repeat
         return _resume_verdict(fields)
 
@@ -581,8 +605,8 @@ class Check:
     def run(self) -> int:
         install = os.environ.get("GPU_CHECK_INSTALL", "skipped: not run through "
                                  "scripts/gpu_check.sh; this Python's own packages")
-        status, _, reason = install.partition(": ")
-        self.record("install", status, reason=reason)
+        status, _, detail = install.partition(": ")
+        self.record("install", status, **{"detail" if status == "pass" else "reason": detail})
         self.run_part("environment", self.part_environment)
         no_gpu = (not self.dry_run
                   and not self.parts["environment"].get("cuda_available", False))
@@ -646,13 +670,15 @@ def _train_records(save_dir: Path) -> dict[int, dict[str, Any]]:
     return {r["step"]: r for r in map(json.loads, lines) if "loss" in r}
 
 
-def _compare(a: dict[int, dict], b: dict[int, dict], steps: list[int]) -> dict[str, Any]:
+def _compare(a: dict[int, dict], b: dict[int, dict], steps: list[int],
+             names: tuple[str, str]) -> dict[str, Any]:
     """Losses of runs ``a`` and ``b`` at ``steps`` (JSON floats round-trip exactly)."""
     missing = [s for s in steps if s not in a or s not in b]
     if missing:
         raise PartFailed(f"no training record for steps {missing}")
     diffs = [abs(a[s]["loss"] - b[s]["loss"]) for s in steps]
-    return {"losses_a": [a[s]["loss"] for s in steps], "losses_b": [b[s]["loss"] for s in steps],
+    return {f"{names[0]}_losses": [a[s]["loss"] for s in steps],
+            f"{names[1]}_losses": [b[s]["loss"] for s in steps],
             "bitwise_equal": all(a[s]["loss"] == b[s]["loss"] for s in steps),
             "max_abs_diff": max(diffs),
             "max_rel_diff": max(d / abs(a[s]["loss"]) for d, s in zip(diffs, steps, strict=True)),
