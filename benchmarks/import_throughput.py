@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.shard_throughput import _corpus, _texts  # noqa: E402
 from data_prep.train_tokenizer import train_tokenizer  # noqa: E402
-from megatron_patches.quiet_import import quiet_megatron_import  # noqa: E402
+from megatron_patches.quiet import quiet_megatron_import  # noqa: E402
 
 
 def _build(prefix: Path, tokenizer: Path, texts: list[str]) -> int:

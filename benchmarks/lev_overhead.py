@@ -24,16 +24,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from data_prep.cli import add_flag  # noqa: E402
 from pretrain.config import Config, load_config  # noqa: E402
-from pretrain.distributed import destroy_distributed, init_distributed  # noqa: E402
-from pretrain.model import build_model  # noqa: E402
+
+# torch and megatron-core load where they are used: they take seconds to import, which
+# `--help` should not pay for.
+if TYPE_CHECKING:
+    import torch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +83,8 @@ def make_config(args: argparse.Namespace, embedding: str) -> Config:
 
 def zipf_batches(args: argparse.Namespace, count: int) -> list[torch.Tensor]:
     """``count`` id batches ``[micro_batch, seq + 1]`` drawn i.i.d. from Zipf(a) over V."""
+    import torch
+
     gen = torch.Generator().manual_seed(args.seed)
     ranks = torch.arange(1, args.vocab_size + 1, dtype=torch.float64)
     probs = ranks.pow(-args.zipf)
@@ -105,6 +109,8 @@ def train_step(model: torch.nn.Module, batch: torch.Tensor, positions: torch.Ten
 def profile_lev(model: torch.nn.Module, batches: list[torch.Tensor], positions: torch.Tensor,
                 repeats: int = 10) -> None:
     """LEVEmbedding forward and backward alone, then a profiler table of one full step."""
+    import torch
+
     lev = model.embedding.word_embeddings
     fwd, bwd = [], []
     for i in range(repeats):
@@ -126,6 +132,11 @@ def profile_lev(model: torch.nn.Module, batches: list[torch.Tensor], positions: 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from pretrain.distributed import destroy_distributed, init_distributed
+    from pretrain.model import build_model
+
     torch.set_num_threads(args.threads)
     configs = {kind: make_config(args, kind) for kind in ("lev", "tied")}
     init_distributed(tensor_parallel=1, seed=args.seed)

@@ -29,15 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from data_prep.cli import add_flag  # noqa: E402
-from pretrain.data import open_split  # noqa: E402
-from pretrain.sampler import BatchLayout, SampleOrder, TrainBatchIterator  # noqa: E402
 
 EOD = "<|endoftext|>"
 
@@ -80,6 +75,8 @@ def build_shards(out: Path, *, seq_length: int, shard_size_mb: float) -> None:
 
 def time_loader(ds, *, seq_length: int, mb: int, prefetch: int, seconds: float) -> float:
     """Tokens/s (input tokens, mb * seq_length per micro-batch) one rank receives."""
+    from pretrain.sampler import BatchLayout, TrainBatchIterator
+
     layout = BatchLayout(global_batch_size=mb * 8 * 4, micro_batch_size=mb, dp_size=8)
     with TrainBatchIterator(ds, layout=layout, dp_rank=3, seed=1, prefetch=prefetch) as it:
         for _ in range(20):  # warm-up: open shards, build the permutation
@@ -94,7 +91,11 @@ def time_loader(ds, *, seq_length: int, mb: int, prefetch: int, seconds: float) 
 
 def time_wids(data_dir: Path, *, lru_size: int, seq_length: int, mb: int, seconds: float) -> float:
     """The same order and collation, samples read by wids.ShardListDataset in place."""
+    import numpy as np
+    import torch
     import wids
+
+    from pretrain.sampler import SampleOrder
 
     ds = wids.ShardListDataset(
         str(data_dir / "train.wids.json"),
@@ -162,6 +163,12 @@ def main() -> None:
                     help="also measure the sample order for this many tokens (0: skip)")
     ap.add_argument("--order-only", action="store_true", help="only the order measurement")
     args = ap.parse_args()
+    # torch (and the loader, which imports it) only now: it takes seconds to import, which
+    # `--help` should not pay for.
+    import torch
+
+    from pretrain.data import open_split
+
     torch.set_num_threads(1)  # one core per rank, as on a GPU node with many ranks
     if args.order_tokens:
         report_order(args.order_tokens, args.seq_length)

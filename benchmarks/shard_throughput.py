@@ -32,18 +32,17 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import zstandard  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data_prep.sample_corpus import build_corpus, fetch_sdist  # noqa: E402
-from data_prep.train_tokenizer import train_tokenizer  # noqa: E402
+# zstandard, tokenizers and data_prep (numpy) load where they are used: together they take
+# about a second to import, which `--help` should not pay for.
 
 
 def _corpus(workdir: Path, repeat: int, sdist: str | None) -> Path:
     """The full sample corpus, copied ``repeat`` times under distinct names (more work per run)."""
+    from data_prep.sample_corpus import build_corpus, fetch_sdist
+
     base = workdir / "base"
     base.mkdir(parents=True, exist_ok=True)
     build_corpus(str(base), fetch_sdist(str(workdir / ".cache"), sdist))
@@ -57,6 +56,8 @@ def _corpus(workdir: Path, repeat: int, sdist: str | None) -> Path:
 
 
 def _texts(corpus: Path) -> list[str]:
+    import zstandard
+
     texts = []
     for f in sorted(corpus.glob("*.jsonl.zst")):
         with open(f, "rb") as fh:
@@ -66,6 +67,8 @@ def _texts(corpus: Path) -> list[str]:
 
 
 def _ceiling(tokenizer: Path, texts: list[str], batch: int = 1024) -> tuple[float, int]:
+    from tokenizers import Tokenizer
+
     tok = Tokenizer.from_file(str(tokenizer))
     t0 = time.perf_counter()
     n = 0
@@ -124,6 +127,8 @@ def main() -> int:
     corpus = _corpus(workdir, args.repeat, args.sdist)
     tokenizer = workdir / "tokenizer.json"
     if not tokenizer.exists():
+        from data_prep.train_tokenizer import train_tokenizer
+
         train_tokenizer([str(workdir / "base")], str(tokenizer), args.vocab_size)
     texts = _texts(corpus)
     ceiling, n_ceiling = _ceiling(tokenizer, texts)

@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from megatron.core import parallel_state as ps
-
-from pretrain.config import load_config
-from pretrain.distributed import destroy_distributed, init_distributed
-from pretrain.metrics import model_flops_per_token
-from pretrain.model import build_model, count_parameters
-from pretrain.trainer import build_engine
+# numpy, torch, megatron-core and DeepSpeed load in the functions that use them: they take
+# seconds to import, which `--help` should not pay for.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "H800": 989.0, "GH200": 989.0}
 
 
 def peak_tflops(explicit: float) -> float:
+    import torch
+
     if explicit:
         return explicit
     if torch.cuda.is_available():
@@ -42,6 +40,8 @@ def peak_tflops(explicit: float) -> float:
 
 
 def zipf_batch(batch: int, seq: int, vocab: int, rng: np.random.Generator) -> torch.Tensor:
+    import torch
+
     ranks = rng.zipf(1.1, size=(batch, seq + 1))
     return torch.from_numpy((ranks - 1) % vocab)
 
@@ -54,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=0.0)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from pretrain.config import load_config
+    from pretrain.distributed import destroy_distributed, init_distributed
+    from pretrain.metrics import model_flops_per_token
+    from pretrain.model import build_model, count_parameters
+    from pretrain.trainer import build_engine
+
     if not torch.cuda.is_available():
         args.overrides.append("train.precision=fp32")  # bf16 matmuls are emulated on CPU
     config = load_config(args.config, args.overrides)

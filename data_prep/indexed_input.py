@@ -31,7 +31,7 @@ import numpy as np
 
 from data_prep.inputs import InputError
 from data_prep.readers import Piece
-from megatron_patches.quiet_import import quiet_megatron_import
+from megatron_patches.quiet import quiet_megatron_import
 
 __all__ = [
     "IndexedInputError",

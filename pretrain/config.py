@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,8 +30,12 @@ __all__ = [
     "OptimizerConfig",
     "ParallelConfig",
     "TrainConfig",
+    "WandbConfig",
     "WatchdogConfig",
+    "check_world_size",
+    "config_reference",
     "config_to_dict",
+    "config_to_yaml",
     "load_config",
 ]
 
@@ -172,7 +177,7 @@ class DataConfig:
     """Seed of the per-epoch sample permutation (and of the mixture)."""
 
     def __post_init__(self) -> None:
-        from pretrain.blend import parse_data_path  # blend imports this module
+        from pretrain.data_sources import parse_data_path  # it imports this module
 
         parse_data_path(self.path)  # a malformed mixture fails here, before any process
 
@@ -217,6 +222,25 @@ class OptimizerConfig:
 
 
 @dataclass(kw_only=True, slots=True)
+class WandbConfig:
+    """Weights & Biases mirror of metrics.jsonl (``pretrain/wandb_sink.py``); off unless
+    ``enabled``. The run id is kept in ``save_dir/wandb_run_id``, so a requeued or resumed
+    run appends to the same W&B run."""
+
+    enabled: bool = False
+    """Mirror every metrics record and the resolved config to W&B (rank 0)."""
+    project: str = "lev-pretrain"
+    """W&B project."""
+    entity: str | None = None
+    """W&B team or user (``None``: your default entity)."""
+    name: str | None = None
+    """Run name (``None``: the save_dir's base name)."""
+    mode: Literal["online", "offline"] = "online"
+    """``offline`` writes under ``save_dir/wandb`` for a later ``wandb sync`` (clusters
+    without internet access)."""
+
+
+@dataclass(kw_only=True, slots=True)
 class TrainConfig:
     """Batch sizes, length, precision, memory savings, logging."""
 
@@ -250,6 +274,8 @@ class TrainConfig:
     """Per-device peak for MFU (e.g. 989 for H100 bf16 dense; 0: MFU not reported)."""
     log_sample_ids: bool = False
     """Also write each logged step's global sample ids to metrics.jsonl (audits data order)."""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """Weights & Biases (``train.wandb.enabled=true``)."""
 
     def __post_init__(self) -> None:
         if self.micro_batch_size < 1 or self.global_batch_size < 1:
@@ -391,21 +417,40 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw = _read_yaml(Path(path)) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not section or not dot or not name:
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or len(parts) < 2 or not all(parts):
             raise ConfigError(f"override {item!r} is not 'section.field=value' (e.g. model.num_layers=4)")
-        raw.setdefault(section, {})
-        if not isinstance(raw[section], dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-        raw[section][name] = yaml.safe_load(value) if value.strip() else ""
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config section {'.'.join(parts[:depth + 1])!r} must be a mapping")
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({_yaml_problem(exc)}); quote it") from None
     return _build(Config, raw, "")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return problem
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (see pretrain/configs/ for examples)")
-    with path.open() as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        # PyYAML names a tab as the two characters backslash-t.
+        hint = (" (YAML indents with spaces, not tabs)"
+                if "'\\t'" in str(getattr(exc, "problem", "")) else "")
+        raise ConfigError(f"{where}: {_yaml_problem(exc)}{hint}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     base = data.pop("base", None)
@@ -490,3 +535,79 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict (for checkpoints, logs and fingerprints)."""
     return dataclasses.asdict(config)
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML that ``load_config`` reads back to an equal ``Config``."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=False)
+
+
+def check_world_size(config: Config, world_size: int) -> int:
+    """Check the layout a launch of ``world_size`` processes gives; return the DP size.
+
+    Runs before any process group exists, so a bad launch stops with one clear message.
+
+    Raises:
+        ConfigError: ``parallel.tensor_parallel`` does not divide the world size, or the
+            global batch is not a multiple of micro-batch x DP.
+    """
+    tp = config.parallel.tensor_parallel
+    if world_size % tp:
+        raise ConfigError(
+            f"parallel.tensor_parallel={tp} does not divide the {world_size} launched "
+            f"processes; launch a multiple of {tp} ranks or set tensor_parallel to one of "
+            f"{_divisors(world_size)}")
+    dp = world_size // tp
+    t = config.train
+    per_pass = t.micro_batch_size * dp
+    if t.global_batch_size % per_pass:
+        lower = max(per_pass, t.global_batch_size // per_pass * per_pass)
+        raise ConfigError(
+            f"train.global_batch_size={t.global_batch_size} is not a multiple of "
+            f"train.micro_batch_size={t.micro_batch_size} x DP {dp} ({world_size} ranks / "
+            f"TP {tp}) = {per_pass}; use train.global_batch_size={lower} or {lower + per_pass}")
+    return dp
+
+
+def config_reference() -> str:
+    """Every section and key with its type, default and documentation (``--help-config``)."""
+    lines = []
+    for section in dataclasses.fields(Config):
+        lines += _reference(typing.get_type_hints(Config)[section.name], section.name)
+    return "\n".join(lines)
+
+
+def _reference(cls: type, prefix: str) -> list[str]:
+    docs = _field_docs(cls)
+    lines = [f"{prefix}:  {(cls.__doc__ or '').strip().splitlines()[0]}"]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            lines += ["", *_reference(kind, f"{prefix}.{f.name}")]
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if typing.get_origin(kind) is Literal:
+            type_name = " | ".join(map(str, typing.get_args(kind)))
+        else:
+            type_name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
+        lines.append(f"  {prefix}.{f.name} ({type_name}; default {default!r})")
+        lines += textwrap.wrap(docs.get(f.name, ""), width=92, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)
+    return [*lines, ""]
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The string literal under each field of a dataclass (its documentation)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs

@@ -33,13 +33,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Any
 
 from pretrain.inference import EvaluationError
 from pretrain.logs import setup_logging
+
+# torch loads inside the functions that compute: importing it takes seconds, which
+# `--help` and a refused --output should not pay for.
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ExportError", "export", "hf_state_dict", "main", "materialise_input_table"]
 
@@ -68,7 +70,7 @@ def find_tokenizer(meta: dict[str, Any], override: str | None) -> tuple[Path, di
         ExportError: no record, no file, or a file whose sha256 differs (names both).
     """
     record = meta.get("tokenizer")
-    from pretrain.blend import parse_data_path
+    from pretrain.data_sources import parse_data_path
 
     sources = parse_data_path(meta["config"]["data"]["path"])  # a mixture: its first source
     data_path = Path(sources[0].path if sources else "")
@@ -97,6 +99,9 @@ def find_tokenizer(meta: dict[str, Any], override: str | None) -> tuple[Path, di
 
 def _full_parameter(param: torch.Tensor, tp_group, tp_size: int, zero3: bool) -> torch.Tensor:
     """``param`` on every rank as one fp32 CPU tensor: ZeRO-3 gathered, TP shards joined."""
+    import torch
+    import torch.distributed as dist
+
     if zero3:
         import deepspeed
 
@@ -116,17 +121,19 @@ def _full_parameter(param: torch.Tensor, tp_group, tp_size: int, zero3: bool) ->
     return local.cpu()
 
 
-@torch.no_grad()
 def materialise_input_table(model, vocab_size: int, chunk: int = 4096) -> torch.Tensor:
     """Every id's input embedding, ``[vocab_size, d]`` fp32 (LEV evaluated id by id).
 
     Collective: every rank of the TP group (and ZeRO-3's DP group) calls it.
     """
+    import torch
+
     embed = model.embedding.word_embeddings
     rows = []
-    for start in range(0, vocab_size, chunk):
-        ids = torch.arange(start, min(start + chunk, vocab_size), device=_device(model))
-        rows.append(embed(ids[None, :]).float().reshape(len(ids), -1).cpu())
+    with torch.no_grad():
+        for start in range(0, vocab_size, chunk):
+            ids = torch.arange(start, min(start + chunk, vocab_size), device=_device(model))
+            rows.append(embed(ids[None, :]).float().reshape(len(ids), -1).cpu())
     return torch.cat(rows)
 
 
@@ -211,20 +218,23 @@ def llama_config(config, tokenizer: dict[str, Any]):
 
 
 def _verification_batch(vocab: int, seq_length: int) -> torch.Tensor:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, vocab, (2, min(32, seq_length)), generator=gen)
 
 
-@torch.no_grad()
 def megatron_logits(engine, tokens: torch.Tensor) -> torch.Tensor:
     """Full-vocabulary fp32 logits ``[b, s, V]`` of the checkpoint's model (collective)."""
+    import torch
     from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 
     device = engine.device
     tokens = tokens.to(device)
     positions = torch.arange(tokens.shape[1], device=device).expand_as(tokens)
-    logits = engine.module(tokens, positions, None)
-    return gather_from_tensor_model_parallel_region(logits).float().cpu()
+    with torch.no_grad():
+        logits = engine.module(tokens, positions, None)
+        return gather_from_tensor_model_parallel_region(logits).float().cpu()
 
 
 def _model_card(config, meta: dict[str, Any], tag_dir: Path, tokenizer: dict[str, Any],
@@ -266,6 +276,8 @@ Training config (`meta.json`):
 def export(tag_dir: Path, output: Path, tokenizer_override: str | None = None,
            reference_out: Path | None = None) -> float:
     """Export ``tag_dir`` to ``output`` (collective); returns the max logit difference."""
+    import torch
+    import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
     from pretrain.inference import (

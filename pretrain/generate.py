@@ -21,12 +21,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as dist
-
-from pretrain.inference import EvaluationError
 from pretrain.logs import setup_logging
+
+# torch (and pretrain.inference, which imports it) load inside the functions: importing
+# torch takes seconds, which `--help` and a mistyped flag should not pay for.
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["generate", "main", "next_token"]
 
@@ -36,6 +38,8 @@ log = logging.getLogger("pretrain.generate")
 def next_token(logits: torch.Tensor, *, temperature: float, top_p: float,
                generator: torch.Generator) -> int:
     """One token id from next-token ``logits`` ``[V]`` (greedy when ``temperature == 0``)."""
+    import torch
+
     if temperature == 0:
         return int(logits.argmax())
     probs = torch.softmax(logits.double() / temperature, dim=-1)
@@ -51,6 +55,8 @@ def generate(step: Callable[[list[int]], torch.Tensor], prompt_ids: list[int], *
              max_new_tokens: int, eod_id: int | None, temperature: float, top_p: float,
              seed: int, on_token: Callable[[list[int]], None] | None = None) -> list[int]:
     """New token ids after ``prompt_ids``; ``step(ids)`` returns the next-token logits."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     ids, new = list(prompt_ids), []
     for _ in range(max_new_tokens):
@@ -67,6 +73,7 @@ def generate(step: Callable[[list[int]], torch.Tensor], prompt_ids: list[int], *
 
 def _hf_stepper(path: Path):
     """(step, tokenizer encode, decode, eod id) of an export, with a KV cache."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -85,6 +92,8 @@ def _hf_stepper(path: Path):
 
 def _megatron_stepper(tag_dir: Path, tokenizer_override: str | None):
     """(step, encode, decode, eod id) of a training checkpoint (collective per step)."""
+    import torch
+    import torch.distributed as dist
     from tokenizers import Tokenizer
 
     from pretrain.distributed import init_distributed
@@ -134,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
 
+    import torch.distributed as dist
+
     from pretrain.config import ConfigError
     from pretrain.distributed import destroy_distributed
-    from pretrain.inference import resolve_checkpoint
+    from pretrain.inference import EvaluationError, resolve_checkpoint
 
     try:
         if args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
+
+from megatron_patches.quiet import quiet_megatron_import
 
 __all__ = ["setup_logging"]
 
@@ -16,9 +17,9 @@ def setup_logging() -> None:
 
     Called before torch.distributed exists, so the rank comes from the launcher's variables.
     """
-    # megatron-core warns once per module that apex/TE are absent; the model's log line
-    # already says which layer spec is used.
-    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed")
+    # megatron-core's known-harmless import noise (the model's log line already says
+    # which layer spec is used).
+    quiet_megatron_import()
     rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
     logging.basicConfig(
         level=logging.INFO if rank in (None, "0") or os.environ.get("LEV_LOG_ALL_RANKS") == "1"

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import resource
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pretrain.config import Config
 
-__all__ = ["MetricsWriter", "model_flops_per_token", "perplexity"]
+__all__ = ["MEMORY_KIND", "MetricsWriter", "memory_gib", "model_flops_per_token", "perplexity"]
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +22,22 @@ log = logging.getLogger(__name__)
 def perplexity(loss: float) -> float:
     """``exp(loss)``, capped below float overflow; NaN for a non-finite loss."""
     return math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan")
+
+
+#: What :func:`memory_gib` measures on this host (the log line's label).
+MEMORY_KIND = "max-alloc" if torch.cuda.is_available() else "rss"
+
+
+def memory_gib() -> float:
+    """This rank's memory in GiB: the peak tensor allocation on CUDA (what decides an
+    out-of-memory), the resident set size of the process on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB: the peak
 
 
 def model_flops_per_token(config: Config) -> float:
@@ -40,14 +60,21 @@ def model_flops_per_token(config: Config) -> float:
 
 
 class MetricsWriter:
-    """Writes each record to ``metrics.jsonl`` and TensorBoard (rank 0 only)."""
+    """Writes each record to ``metrics.jsonl``, TensorBoard and, with ``train.wandb``
+    enabled, Weights & Biases (rank 0 only)."""
 
-    def __init__(self, save_dir: str | Path, enabled: bool) -> None:
+    def __init__(self, save_dir: str | Path, enabled: bool, *, wandb: Any = None,
+                 run_config: dict[str, Any] | None = None) -> None:
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
+        self._wandb = None
         if not enabled:
             return
+        if wandb is not None and wandb.enabled:
+            from pretrain.wandb_sink import WandbSink
+
+            self._wandb = WandbSink(wandb, save_dir, run_config or {})
         out = Path(save_dir)
         out.mkdir(parents=True, exist_ok=True)
         self._jsonl = (out / "metrics.jsonl").open("a", buffering=1)
@@ -71,8 +98,13 @@ class MetricsWriter:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+        if self._wandb is not None:
+            self._wandb.log(record, prefix)
 
     def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
         if self._jsonl is not None:
             self._jsonl.close()
         if self._tb is not None:

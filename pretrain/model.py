@@ -199,7 +199,9 @@ def count_parameters(model: GPTModel, tensor_parallel: int = 1) -> ParamCounts:
     A tied table is counted once, as the input embedding; its head adds nothing.
     """
     def numel(p: torch.nn.Parameter) -> int:
-        return p.numel() * (tensor_parallel if getattr(p, "tensor_model_parallel", False) else 1)
+        # ZeRO-3 leaves each rank an empty partition; ds_numel is the parameter's full size.
+        size = getattr(p, "ds_numel", None) or p.numel()
+        return size * (tensor_parallel if getattr(p, "tensor_model_parallel", False) else 1)
 
     table = model.embedding.word_embeddings
     input_params = {id(p): p for p in table.parameters()}

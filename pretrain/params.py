@@ -10,16 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pretrain.config import Config, ConfigError, load_config
-from pretrain.distributed import destroy_distributed, init_distributed
-from pretrain.model import ParamCounts, build_model, count_parameters
+
+if TYPE_CHECKING:
+    from pretrain.model import ParamCounts
 
 __all__ = ["count_all", "isoparametric_ffn", "main"]
 
 
 def count_all(config: Config) -> dict[str, ParamCounts]:
     """Global parameter counts for each embedding kind on ``config``'s backbone."""
+    # Imported here, not at the top: megatron-core and torch take seconds to import and
+    # warn about missing Apex / Transformer Engine, which `--help` should not pay for.
+    from pretrain.distributed import destroy_distributed, init_distributed
+    from pretrain.model import build_model, count_parameters
+
     # Counts are global, so a single rank (TP=1) gives them for any TP size.
     single = replace(config, parallel=replace(config.parallel, tensor_parallel=1,
                                               sequence_parallel=False))

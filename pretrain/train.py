@@ -3,7 +3,9 @@
 The same command runs under torchrun, srun and mpiexec (see pretrain/distributed.py).
 Exit codes are :class:`pretrain.stopping.ExitCode`: 0 finished, 75 saved after a
 signal or time budget (relaunch to resume), 76 signalled before any step (nothing new to
-save), 77 hang detected by the watchdog, 2 config/data error, 3 non-finite loss.
+save), 77 hang detected by the watchdog, 2 config/data error, 3 non-finite loss. A config
+or data error prints one line per job (``pretrain/errors.py``); torchrun itself exits 1
+and names the error and each rank's code in its summary.
 """
 
 from __future__ import annotations
@@ -17,31 +19,95 @@ from pretrain.stopping import ExitCode, StopController
 
 log = logging.getLogger("pretrain")
 
+_SECTIONS = ("model", "lev", "parallel", "data", "optimizer", "train", "checkpoint",
+             "watchdog")
+
+
+def _dotted_flags_as_overrides(argv: list[str]) -> list[str]:
+    """``--train.lr=3e-4`` and ``--train.lr 3e-4`` (torchtitan / OLMo style) become the
+    ``train.lr=3e-4`` overrides this CLI takes."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        key = arg[2:].partition("=")[0]
+        if arg.startswith("--") and key.partition(".")[0] in _SECTIONS and "." in key:
+            if "=" in arg:
+                out.append(arg[2:])
+            elif i + 1 < len(argv):
+                out.append(f"{key}={argv[i + 1]}")
+                i += 1
+            else:
+                out.append(f"{key}=")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pretrain.train",
+        description="Pretrain a LEV / tied / untied GPT (megatron-core + DeepSpeed).",
+        epilog=f"Config sections: {', '.join(_SECTIONS)}. Every key is listed, with its "
+               f"default and documentation, by --help-config. Exit codes: 0 finished, 2 "
+               f"config/data error, 3 non-finite loss, 75 saved on a signal (relaunch), 76 "
+               f"signalled before any step, 77 hang.")
+    parser.add_argument("--config", help="YAML config (pretrain/configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="overrides, values parsed as YAML (also --section.key=value)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as YAML (feed it back with --config) "
+                             "and exit")
+    parser.add_argument("--help-config", action="store_true",
+                        help="list every config section and key with its default and "
+                             "documentation, and exit")
+    args = parser.parse_args(_dotted_flags_as_overrides(list(sys.argv[1:] if argv is None
+                                                             else argv)))
+    if not args.config and not args.help_config:
+        parser.error("the following arguments are required: --config")
+    return args
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Pretrain a LEV / tied / untied GPT.")
-    parser.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    from pretrain.config import ConfigError, config_reference, config_to_yaml, load_config
+    from pretrain.errors import report
+
+    if args.help_config:
+        print(config_reference())
+        return 0
+    if args.print_config:
+        try:
+            print(config_to_yaml(load_config(args.config, args.overrides)), end="")
+        except ConfigError as exc:
+            return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
+        return 0
     setup_logging()
     # Before the heavy imports below (torch, megatron, DeepSpeed: tens of seconds): a
     # preemption signal from then on is recorded and honoured, not fatal.
     stopper = StopController()
-
     from pathlib import Path
 
+    from pretrain.config import check_world_size
+    from pretrain.launcher import detect_rank_layout
+
+    trainer = None
+    try:
+        config = load_config(args.config, args.overrides)
+        check_world_size(config, detect_rank_layout().world_size)  # before any process group
+    except ConfigError as exc:
+        stopper.restore()
+        return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
+
     from pretrain.checkpoint import CheckpointMismatchError
-    from pretrain.config import ConfigError, load_config
     from pretrain.data import DataMismatchError, ShardIndexError, ShardsNotFoundError
-    from pretrain.distributed import destroy_distributed, detect_rank_layout
+    from pretrain.distributed import destroy_distributed
     from pretrain.trainer import NonFiniteLossError, Trainer
     from pretrain.watchdog import Watchdog
 
     user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, ShardIndexError,
                    CheckpointMismatchError)
-    trainer = None
     try:
-        config = load_config(args.config, args.overrides)
         stopper.set_time_budget(config.train.exit_duration_mins)
         watchdog = Watchdog(config.watchdog.timeouts(),
                             Path(config.checkpoint.save_dir) / ".heartbeats",
@@ -51,11 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer.setup()
         return int(trainer.train())
     except user_errors as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        return int(ExitCode.CONFIG_ERROR)
+        return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
     except NonFiniteLossError as exc:
-        log.error("%s", exc)
-        return int(ExitCode.NON_FINITE)
+        return report("pretrain.train", exc, int(ExitCode.NON_FINITE))
     finally:
         if trainer is not None:
             trainer.close()

@@ -21,6 +21,7 @@ from megatron.core import parallel_state as ps
 
 from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume, install_zero_resume
 from megatron_patches.deepspeed_grad_norm import report_zero0_grad_norm
+from megatron_patches.quiet import quiet_deepspeed
 from pretrain.blend import (
     BlendedDataset,
     describe_mixture,
@@ -31,13 +32,21 @@ from pretrain.blend import (
 from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
 from pretrain.config import Config, ConfigError, config_to_dict
 from pretrain.distributed import init_distributed
-from pretrain.metrics import MetricsWriter, model_flops_per_token, perplexity
-from pretrain.model import build_model, layer_spec
+from data_prep.progress import format_duration
+from pretrain.metrics import (
+    MEMORY_KIND,
+    MetricsWriter,
+    memory_gib,
+    model_flops_per_token,
+    perplexity,
+)
+from pretrain.model import build_model, count_parameters, layer_spec
 from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
 from pretrain.preflight import check_save_dir_shared, open_splits_everywhere, rank_view_of_save_dir
 from pretrain.sampler import BatchLayout, TrainBatchIterator, val_batches
 from pretrain.schedule import lr_at
+from pretrain.startup import startup_block
 from pretrain.stopping import ExitCode, StopController, StopReason
 from pretrain.watchdog import Watchdog
 
@@ -96,6 +105,7 @@ def build_engine(config: Config, dp_size: int):
     AdamW (matrices decayed), the warm-up + cosine schedule, and ``deepspeed_config`` at
     ``dp_size``. Returns ``(engine, lr_scheduler)``.
     """
+    quiet_deepspeed(torch.cuda.is_available())
     import deepspeed  # imported here: it logs on import and is slow to load
 
     model = build_model(config)
@@ -175,16 +185,15 @@ class Trainer:
         self.train_iter = TrainBatchIterator(
             self.train_data, layout=self.batch, dp_rank=self.dp_rank,
             seed=c.data.shuffle_seed, consumed_samples=self.consumed_samples, order=self.order)
-        self.metrics = MetricsWriter(c.checkpoint.save_dir, enabled=self.rank == 0)
-        planned = mixture_shares(self.train_data, self.order,
-                                 c.train.train_steps * c.train.global_batch_size)
-        if planned and self.rank == 0:
-            log.info("data: mixture of %d sources; over %d steps the run reads %s",
-                     len(planned), c.train.train_steps, describe_mixture(planned))
-        log.info("TP=%d DP=%d micro-batch %d x accumulation %d = global batch %d; "
-                 "starting at step %d (consumed_samples %d)", c.parallel.tensor_parallel,
-                 self.dp_size, c.train.micro_batch_size, self.batch.accum_steps,
-                 c.train.global_batch_size, self.step, self.consumed_samples)
+        self.metrics = MetricsWriter(c.checkpoint.save_dir, enabled=self.rank == 0,
+                                     wandb=c.train.wandb, run_config=config_to_dict(c))
+        if self.rank == 0:
+            log.info("start-up:\n%s", startup_block(
+                c, counts=count_parameters(self.engine.module, c.parallel.tensor_parallel),
+                world_size=dist.get_world_size(), dp_size=self.dp_size,
+                accum_steps=self.batch.accum_steps, launcher=self.layout.launcher,
+                layer_spec=self.layer_spec, train_data=self.train_data,
+                val_data=self.val_data, order=self.order, start_step=self.step))
 
     def _model_shape(self) -> dict[str, Any]:
         c = config_to_dict(self.config)
@@ -370,7 +379,8 @@ class Trainer:
                         f"{bad_steps} consecutive non-finite losses up to step {self.step}"))
             if self.step % c.log_interval == 0 or self.step == c.train_steps:
                 elapsed = time.monotonic() - interval_start
-                self._log_interval(record, interval_steps * tokens_per_step / elapsed)
+                self._log_interval(record, interval_steps * tokens_per_step / elapsed,
+                                   elapsed / interval_steps)
                 interval_start, interval_steps = time.monotonic(), 0
             # Stop before a (possibly long) evaluation: the signal's lead time is for saving.
             reason = self.stopper.agreed_reason()
@@ -407,12 +417,18 @@ class Trainer:
         return (f"{what}; last good checkpoint: {last} (lower optimizer.lr or raise "
                 f"warm-up, then resume with checkpoint.resume=auto)")
 
-    def _log_interval(self, record: dict[str, float], tokens_per_sec: float) -> None:
+    def _log_interval(self, record: dict[str, float], tokens_per_sec: float,
+                      sec_per_step: float) -> None:
         world = dist.get_world_size()
         tflops = tokens_per_sec * self.flops_per_token / world / 1e12  # per device
-        full = {"step": self.step, "loss": record["loss"], "lr": self.scheduler.get_last_lr()[0],
-                "grad_norm": record["grad_norm"], "consumed_samples": self.consumed_samples,
-                "tokens_per_sec": tokens_per_sec, "tflops": tflops, "skipped": record["skipped"]}
+        total = self.config.train.train_steps
+        full = {"step": self.step, "train_steps": total, "loss": record["loss"],
+                "lr": self.scheduler.get_last_lr()[0], "grad_norm": record["grad_norm"],
+                "consumed_samples": self.consumed_samples, "tokens_per_sec": tokens_per_sec,
+                "tflops": tflops, "ms_per_step": 1000 * sec_per_step,
+                # From the last interval's pace: evaluations and saves are not in it.
+                "eta_s": (total - self.step) * sec_per_step,
+                "memory_gib": memory_gib(), "skipped": record["skipped"]}
         if "sample_ids" in record:
             full["sample_ids"] = record["sample_ids"]
         for name, (_, share, epochs) in mixture_shares(self.train_data, self.order,
@@ -425,9 +441,11 @@ class Trainer:
         if self.rank == 0:
             mfu = f" | MFU {100 * full['mfu']:.1f}%" if peak else ""
             norm = "n/a" if full["grad_norm"] is None else f"{full['grad_norm']:.3f}"
-            log.info("step %6d | loss %.4f | lr %.3e | grad-norm %s | %.0f tok/s | "
-                     "%.3f TFLOP/s/dev%s", self.step, full["loss"], full["lr"],
-                     norm, tokens_per_sec, tflops, mfu)
+            log.info("step %d/%d | loss %.4f | lr %.3e | grad-norm %s | %.0f ms/step | "
+                     "%.0f tok/s | %.3f TFLOP/s/dev%s | %s %.2f GiB | ETA %s", self.step, total,
+                     full["loss"], full["lr"], norm, full["ms_per_step"], tokens_per_sec,
+                     tflops, mfu, MEMORY_KIND, full["memory_gib"],
+                     format_duration(full["eta_s"]))
 
     def _log_eval(self) -> None:
         record = {"step": self.step, **self.evaluate()}

@@ -28,7 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+  echo "usage: bash scripts/compare_embeddings.sh [-h]"
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"  # this header
   exit 0
 fi
 OUT=${OUT:-runs/compare}

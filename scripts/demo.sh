@@ -5,7 +5,18 @@
 #   checkpoint -> resume to the end -> validation perplexity (overall and per frequency
 #   bucket) -> a Hugging Face export (LEV materialised) -> a few generated lines.
 #   Output: demo_out/. Finishes in a few minutes on 2 cores.
+#
+#   bash scripts/demo.sh
+#
+# Environment (defaults): OUT (demo_out: corpus, shards, runs, eval, hf export; shards
+# already there are reused), STEPS (400: training steps, half before the resume), NPROC
+# (2: training ranks), OMP_NUM_THREADS (1: per rank).
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  echo "usage: bash scripts/demo.sh [-h]"
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"  # this header
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 OUT=${OUT:-demo_out}
 STEPS=${STEPS:-400}

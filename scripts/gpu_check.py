@@ -59,7 +59,7 @@ the footnote "with sparsity"; dense is half (989.5, quoted as 989 like the H100 
 
 PART_LIMITS_S = {  # part: (cap, minimum worth starting), seconds of wall time
     "environment": (40, 10), "throughput_lev": (110, 50), "throughput_tied": (110, 50),
-    "data": (40, 10), "train_resume": (110, 45), "evaluate": (45, 20),
+    "data": (40, 10), "train_resume": (120, 45), "evaluate": (60, 20),
 }
 PARTS = ["install", "environment", "throughput_lev", "throughput_tied", "lev_vs_tied", "data",
          "train_resume", "evaluate"]
@@ -137,7 +137,8 @@ def bundle_problems(bundle: Path) -> list[str]:
     from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
     if not bundle.is_dir():
-        return [f"{bundle} is not a directory; build it with: bash scripts/gpu_bundle.sh"]
+        return [f"{bundle} is not a directory: build it with bash scripts/gpu_bundle.sh (and "
+                "name it in the device run's carry)"]
     problems = []
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
     if size > BUNDLE_LIMIT_BYTES:
@@ -265,8 +266,12 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             raise torch.OutOfMemoryError(f"fault injection: {config.model.num_layers} layers "
                                          f"> GPU_CHECK_FAULT_OOM_ABOVE_LAYERS={limit}")
         result.update(_measure(config, args))
-    except torch.OutOfMemoryError as exc:
-        result.update(oom=True, error=str(exc).splitlines()[0])
+    except RuntimeError as exc:  # torch.OutOfMemoryError, or cuBLAS failing to allocate
+        text = str(exc)
+        if not (isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower()
+                or "ALLOC_FAILED" in text):
+            raise
+        result.update(oom=True, error=text.splitlines()[0])
         code = EXIT_OOM
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
@@ -410,8 +415,9 @@ class Check:
         """Run ``body(limit)`` (``limit()``: seconds left to the part) and record it."""
         started = time.time()
         if (left := self.allowance(part, started)) < PART_LIMITS_S[part][1]:
-            self.record(part, "skipped", reason=f"{left:.0f} s left for it within the "
-                        f"{BUDGET_S:.0f} s budget, needs {PART_LIMITS_S[part][1]} s")
+            self.record(part, "skipped", reason=(
+                f"out of time: {max(left, 0):.0f} s left for it within the {BUDGET_S:.0f} s "
+                f"budget after the later parts' minimums; it needs {PART_LIMITS_S[part][1]} s"))
             return
         self.say(f"== {part} (up to {left:.0f} s)")
         try:
@@ -451,12 +457,9 @@ class Check:
             code: int | None = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             code = None
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: it and what it started
+            proc.wait()
             self.say(f"[{part}] killed at its limit of {limit:.0f} s")
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # also whatever it left behind
-        except ProcessLookupError:
-            pass
-        proc.wait()
         reader.join(timeout=10)
         return code, "".join(lines)
 
@@ -465,8 +468,10 @@ class Check:
         code, output = self.command(part, [sys.executable, *args], limit, **kw)
         if code != 0:
             what = "killed at its time limit" if code is None else f"exited {code}"
-            raise PartFailed(f"{shlex.join(map(str, args[:3]))} ... {what} "
-                             f"(last line: {output.strip().splitlines()[-1:] or ['-']})")
+            name = ("pretrain.train (deterministic flags)" if args[0] == "-c" else
+                    " ".join(Path(str(a)).name for a in args[:2]))
+            last = (output.strip().splitlines() or ["no output"])[-1]
+            raise PartFailed(f"{name} {what}; its last line: {last}")
         return output
 
     # ---------------------------------------------------------------- parts
@@ -606,25 +611,28 @@ class Check:
         install = os.environ.get("GPU_CHECK_INSTALL", "skipped: not run through "
                                  "scripts/gpu_check.sh; this Python's own packages")
         status, _, detail = install.partition(": ")
+        self.say(f"gpu_check: {'dry run (CPU, tiny shapes, fp32, gloo)' if self.dry_run else 'GPU'}"
+                 f", budget {BUDGET_S:.0f} s from the wrapper's start, work dir {self.work}")
         self.record("install", status, **{"detail" if status == "pass" else "reason": detail})
         self.run_part("environment", self.part_environment)
-        no_gpu = (not self.dry_run
-                  and not self.parts["environment"].get("cuda_available", False))
+        env = self.parts["environment"]
+        no_gpu = not self.dry_run and not env.get("cuda_available", False)
+        no_gpu_reason = f"no CUDA device confirmed (environment: {env['status']})"
         for kind in ("lev", "tied"):
             if no_gpu:
-                self.record(f"throughput_{kind}", "skipped", reason="no CUDA device (environment)")
+                self.record(f"throughput_{kind}", "skipped", reason=no_gpu_reason)
             else:
                 self.run_part(f"throughput_{kind}",
                               lambda limit, kind=kind: self.part_throughput(kind, limit))
         self.lev_vs_tied()
         self.run_part("data", self.part_data)
-        for part, needs in (("train_resume", "data"), ("evaluate", "train_resume")):
-            ready = (self.work / "runs" / "straight" / "latest").is_file() if part == "evaluate" \
-                else self.parts[needs]["status"] == "pass"
+        for part in ("train_resume", "evaluate"):
             if no_gpu:
-                self.record(part, "skipped", reason="no CUDA device (environment)")
-            elif not ready:
-                self.record(part, "skipped", reason=f"needs the {needs} part's output")
+                self.record(part, "skipped", reason=no_gpu_reason)
+            elif part == "train_resume" and self.parts["data"]["status"] != "pass":
+                self.record(part, "skipped", reason="needs the data part's shards")
+            elif part == "evaluate" and not (self.work / "runs/straight/latest").is_file():
+                self.record(part, "skipped", reason="needs a checkpoint from train_resume")
             else:
                 self.run_part(part, getattr(self, f"part_{part}"))
         self.summary["finished"] = True
@@ -676,6 +684,9 @@ def _compare(a: dict[int, dict], b: dict[int, dict], steps: list[int],
     missing = [s for s in steps if s not in a or s not in b]
     if missing:
         raise PartFailed(f"no training record for steps {missing}")
+    bad = [s for s in steps if a[s]["loss"] is None or b[s]["loss"] is None]
+    if bad:  # metrics.jsonl writes a non-finite loss as null
+        raise PartFailed(f"non-finite loss at steps {bad}")
     diffs = [abs(a[s]["loss"] - b[s]["loss"]) for s in steps]
     return {f"{names[0]}_losses": [a[s]["loss"] for s in steps],
             f"{names[1]}_losses": [b[s]["loss"] for s in steps],
@@ -725,30 +736,34 @@ def _table(parts: dict[str, dict[str, Any]]) -> str:
         if part == "evaluate":
             return f"step {e['step']}: loss {e['loss']:.4f} ppl {e['ppl']:.2f} ({e['tokens']} tokens)"
         if part == "environment":
-            return (f"{e.get('gpu', 'CPU')}, torch {e['versions']['torch']}, CUDA "
-                    f"{e['torch_cuda']}, layer spec {e['expected_layer_spec']}")
+            return (f"{e.get('gpu', 'CPU')} (nvidia-smi: {e.get('nvidia_smi', '-')}), torch "
+                    f"{e['versions']['torch']}, CUDA {e['torch_cuda']}, NCCL {e.get('nccl', '-')}"
+                    f", layer spec {e['expected_layer_spec']}")
         return ""
     return "\n".join(f"{part:<16} {e['status']:<8} {brief(part, e)}" for part, e in parts.items())
 
 
 # ---------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="every part; the default")
-    run.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out")
-    run.add_argument("--work", default=None, help="scratch (default: a new temp dir)")
+    run.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out",
+                     help="where gpu_check.json and gpu_check.log go (default: $OUT, else "
+                          "gpu_check_out)")
+    run.add_argument("--work", default=None,
+                     help="scratch for data, checkpoints, results (default: a new temp dir)")
     check = sub.add_parser("bundle-check", help="can the GPU host install this wheel folder?")
-    check.add_argument("bundle", type=Path)
+    check.add_argument("bundle", type=Path, help="the folder gpu_bundle.sh built")
     sub.add_parser("env", help="the environment as one JSON line")
     thr = sub.add_parser("throughput", help="time one config's optimizer steps")
-    thr.add_argument("--config", required=True)
+    thr.add_argument("--config", required=True, help="YAML config (pretrain/configs/*.yaml)")
     thr.add_argument("--json", required=True, help="where to write the result")
     thr.add_argument("--deadline", type=float, default=float("inf"),
                      help="epoch seconds: time no step that would end after it")
     thr.add_argument("--steps", type=int, default=3, help="timed steps at most")
-    thr.add_argument("--warmup", type=int, default=1)
-    thr.add_argument("overrides", nargs="*")
+    thr.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    thr.add_argument("overrides", nargs="*", help="section.field=value overrides")
     args = parser.parse_args(argv)
     if args.command == "bundle-check":
         return cmd_bundle_check(args.bundle)

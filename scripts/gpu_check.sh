@@ -34,7 +34,7 @@ else
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     export GPU_CHECK_INSTALL="pass: $(ls "$bundle"/*.whl | wc -l) wheels from $bundle into $site"
   else
-    export GPU_CHECK_INSTALL="fail: the bundle did not install (the log says why); every part runs anyway"
+    export GPU_CHECK_INSTALL="fail: the bundle did not install (the log says why)"
   fi
 fi
 exec python3 scripts/gpu_check.py run --out "$out"

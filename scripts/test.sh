@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Python stack + Slurm/munge for the local-Slurm
 # tests) and runs the whole suite. This is what CI runs (.ci/run).
+#
+#   bash scripts/test.sh                            # everything
+#   bash scripts/test.sh -k resume tests/pretrain   # arguments go to pytest
+#
+# LEV_REQUIRE_SLURM=1 is set: the Slurm tests fail rather than skip without slurm-wlm.
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  echo "usage: bash scripts/test.sh [-h] [PYTEST_ARGS ...]"
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"  # this header
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then

@@ -180,7 +180,11 @@ def test_bad_config_fails_once_with_the_error_in_the_log(jobs: dict[str, Job]) -
     assert state == "FAILED", text[-4000:]
     assert job.slurm.requeue_count(job.id) == 0
     assert job.slurm.job_info(job.id)["ExitCode"] == "2:0"
-    assert "ConfigError: model.hidden_size=32 is not divisible by model.num_attention_heads=5" in text
+    # One line for the whole job (2 srun ranks), with the exit code srun passes on.
+    assert text.count("ConfigError: model.hidden_size=32 is not divisible by "
+                      "model.num_attention_heads=5") == 1, text[-4000:]
+    assert "pretrain.train: error: ConfigError" in text and "(exit 2)" in text
+    assert "Traceback" not in text
     assert "training failed with exit code 2" in text and "never retried" in text
 
 
