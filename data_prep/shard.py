@@ -27,8 +27,8 @@ if __package__ in (None, ""):  # run as `python data_prep/shard.py`: make the re
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.indexed_input import IndexedInputError, indexed_prefix, iter_indexed_batches
 from data_prep.cli import RealDefaultsFormatter
+from data_prep.indexed_input import IndexedInputError, indexed_prefix, iter_indexed_batches
 from data_prep.inputs import (
     InputError,
     assign_units,

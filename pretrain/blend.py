@@ -34,17 +34,15 @@ weight-averaged per-source loss.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pretrain.config import ConfigError
-from pretrain.data_sources import MIX_BLOCK, DataSource, parse_data_path
 from pretrain.data import DataMismatchError, TokenShardDataset, open_split
+from pretrain.data_sources import MIX_BLOCK, DataSource, parse_data_path
 from pretrain.permutation import KeyedPermutation, splitmix64
 from pretrain.sampler import SampleOrder
 

@@ -33,11 +33,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Any
 
 from data_prep.cli import add_flag
 from pretrain.inference import (
@@ -48,23 +44,29 @@ from pretrain.inference import (
     resolve_checkpoint,
 )
 from pretrain.logs import setup_logging
-from pretrain.metrics import perplexity
+
+# numpy and torch load inside the functions: torch takes seconds to import, which
+# `--help` and a refused argument should not pay for.
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["evaluate_checkpoint", "main"]
 
 log = logging.getLogger("pretrain.evaluate")
 
 
-@torch.no_grad()
 def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.ndarray,
                         micro_batch_size: int | None = None) -> dict[str, Any]:
     """Per-bucket token counts and float64 loss sums of ``tag_dir`` over the val split.
 
     Call on every rank (collective). Returns the same dict on every rank.
     """
+    import torch
+    import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
     from pretrain.data import open_split
+    from pretrain.metrics import perplexity
     from pretrain.model import count_parameters
     from pretrain.sampler import val_batches
 
@@ -83,8 +85,9 @@ def evaluate_checkpoint(tag_dir: Path, data_dir: str | Path, token_bucket: np.nd
     device = engine.device
     for batch in val_batches(val, micro_batch_size=config.train.micro_batch_size,
                              dp_rank=dp_rank, dp_size=dp_size):
-        per_token = engine(batch["tokens"].to(device), batch["position_ids"].to(device), None,
-                           labels=batch["labels"].to(device))
+        with torch.no_grad():
+            per_token = engine(batch["tokens"].to(device), batch["position_ids"].to(device),
+                               None, labels=batch["labels"].to(device))
         mask = batch["loss_mask"].bool()
         loss = per_token.detach().float().cpu()[mask].double()
         buckets = bucket_of[batch["labels"][mask]]
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="samples per rank per forward (default: the checkpoint's)")
     args = parser.parse_args(argv)
     setup_logging()
+
+    import numpy as np
+    import torch.distributed as dist
 
     from pretrain.buckets import frequency_buckets
     from pretrain.config import ConfigError

@@ -13,9 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
-
 __all__ = ["EvaluationError", "build_inference_engine", "ensure_tensor_parallel",
            "load_checkpoint_config", "resolve_checkpoint"]
 
@@ -73,6 +70,8 @@ def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size
 
 def ensure_tensor_parallel(tp: int, seed: int) -> None:
     """(Re)build megatron's TP x DP groups for ``tp`` inside the existing process group."""
+    import torch
+    import torch.distributed as dist
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 

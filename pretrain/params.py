@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the tied model's model.ffn_hidden_size that matches "
                              "LEV's total parameter count (the isoparametric baseline)")
     args = parser.parse_args(argv)
+    from megatron_patches.quiet import quiet_megatron_import
+
+    quiet_megatron_import()  # before count_all imports megatron-core
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:

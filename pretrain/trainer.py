@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
+from data_prep.progress import format_duration
 from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume, install_zero_resume
 from megatron_patches.deepspeed_grad_norm import report_zero0_grad_norm
 from megatron_patches.quiet import quiet_deepspeed
@@ -32,7 +33,6 @@ from pretrain.blend import (
 from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, check_compatible
 from pretrain.config import Config, ConfigError, config_to_dict
 from pretrain.distributed import init_distributed
-from data_prep.progress import format_duration
 from pretrain.metrics import (
     MEMORY_KIND,
     MetricsWriter,

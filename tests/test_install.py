@@ -1,5 +1,6 @@
-"""Installing the package: ``pip install -e .`` in a fresh venv after torch gives working
-commands and keeps that torch; every command answers ``--help`` cleanly.
+"""Installing the package: pyproject.toml declares what requirements.txt pins; ``pip
+install -e .`` in a fresh venv after torch gives working commands and keeps that torch;
+every command answers ``--help`` cleanly.
 
 The venv tests install for real: a ``python -m venv`` without system site-packages, torch
 the way scripts/install.sh installs it, then ``pip install -e .`` with its declared
@@ -13,11 +14,16 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO
 
@@ -40,6 +46,18 @@ def _torch_pin() -> str:
     return next(line.strip() for line in lines if re.match(r"torch\s*==", line))
 
 
+def _requirements(lines: list[str]) -> dict[str, str]:
+    """name -> requirement as written (extras and specifier), for requirement strings."""
+    reqs = [Requirement(line) for line in lines]
+    return {canonicalize_name(r.name): str(r) for r in reqs}
+
+
+def _lock(path: Path) -> list[str]:
+    """The requirement lines of a requirements file (no comments, no ``-r`` includes)."""
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("-")]
+
+
 def _venv_env(venv: Path) -> dict[str, str]:
     """The environment of a shell with ``venv`` activated, and nothing from this repo on the
     path (so ``pretrain`` can only come from the installed package)."""
@@ -59,15 +77,30 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path,
     return proc
 
 
+def test_pyproject_declares_exactly_what_requirements_txt_pins():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = [*project["dependencies"], *extras["eval"], *extras["wandb"], *extras["dev"]]
+    assert _requirements(declared) == _requirements(_lock(REPO / "requirements.txt"))
+
+
+def test_the_gpu_extra_is_what_requirements_gpu_txt_adds():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    gpu = project["optional-dependencies"]["gpu"]
+    assert _requirements(gpu) == _requirements(_lock(REPO / "requirements-gpu.txt"))
+
+
 @pytest.fixture(scope="module")
-def installed_venv(tmp_path_factory) -> dict:
+def installed_venv(tmp_path_factory):
     """A bare venv with torch installed as scripts/install.sh installs it, then
-    ``pip install -e .``; returns the venv, its environment, torch's wheel and pip's log."""
+    ``pip install -e .``; yields the venv, its environment, torch's wheel and pip's log.
+    Removed afterwards (about 1.5 GB)."""
     root = tmp_path_factory.mktemp("install")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     env, python = _venv_env(venv), str(venv / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--no-compile"]  # .pyc files: written on import
+    # --no-compile: no .pyc files for all of torch up front; imports write the few needed.
+    pip = [python, "-m", "pip", "install", "--no-compile"]
     # torch from install.sh's source: pip's configured indexes and find-links, or
     # TORCH_INDEX_URL. Resolve first, so a host whose pip would pick PyPI's multi-GB CUDA
     # build fails here with the fix instead of downloading it.
@@ -76,14 +109,15 @@ def installed_venv(tmp_path_factory) -> dict:
     report = root / "torch.json"
     _run([*pip, "--dry-run", "--no-deps", "--report", str(report), _torch_pin(),
           *index_args], env, root)
-    url = json.loads(report.read_text())["install"][0]["download_info"]["url"]
+    url = unquote(json.loads(report.read_text())["install"][0]["download_info"]["url"])
     if not (index or url.startswith("file:") or "+cpu" in url):
         pytest.fail(f"pip would install torch from {url}, not a local or CPU wheel; set "
                     "TORCH_INDEX_URL to PyTorch's CPU index (as for scripts/install.sh)")
     _run([*pip, _torch_pin(), *index_args], env, root)
     proc = _run([*pip, "-e", str(REPO)], env, root)
-    return {"venv": venv, "env": env, "python": python, "torch_url": url,
-            "pip_log": proc.stdout + proc.stderr}
+    yield {"venv": venv, "env": env, "python": python, "torch_url": url,
+           "pip_log": proc.stdout + proc.stderr}
+    shutil.rmtree(venv, ignore_errors=True)
 
 
 @pytest.mark.venv
@@ -124,7 +158,8 @@ def test_the_declared_dependencies_import_every_module(installed_venv, tmp_path)
 
 @pytest.mark.parametrize("name", list(HELP_COMMANDS))
 def test_help_exits_0_with_a_usage_line_and_nothing_on_stderr(name):
-    proc = subprocess.run(HELP_COMMANDS[name], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(HELP_COMMANDS[name], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert re.match(r"usage:", proc.stdout, re.IGNORECASE), proc.stdout[:500]
     assert proc.stderr == ""  # no warnings, deprecation notes or tracebacks before the help

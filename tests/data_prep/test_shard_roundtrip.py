@@ -24,11 +24,12 @@ def _documents_in_plan_order(corpus) -> list[str]:
 
 def test_shards_decode_to_the_kept_documents_tokenization(tmp_path, mixed_corpus, tokenizer):
     out = tmp_path / "shards"
-    # One work unit (default unit size): the whole corpus is one stream per split.
+    # One work unit: the whole corpus is one stream per split.
     run_tool(
         "shard.py",
         *shard_args(
-            [mixed_corpus], tokenizer, out, "--val-fraction", "0.2", "--shard-size-mb", "0.05"
+            [mixed_corpus], tokenizer, out, "--val-fraction", "0.2", "--shard-size-mb", "0.05",
+            "--unit-size-mb", "256",
         ),
     )
     manifest = json.loads((out / "manifest.json").read_text())

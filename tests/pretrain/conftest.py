@@ -83,3 +83,33 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shard_copy(shard_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the shard directory that a test may corrupt."""
     return Path(shutil.copytree(shard_dir, tmp_path / "data"))
+
+
+#: Tiny 2-rank runs that several test modules read (evaluation, export), each trained once
+#: per session on first use: 6 steps, a full-split validation every 2 steps.
+TRAINED_STEPS = 6
+TRAINED = {
+    "lev": ["train.zero_stage=1"],
+    "lev_zero3": ["train.zero_stage=3"],
+    "lev_tp2": ["train.zero_stage=1", "parallel.tensor_parallel=2"],
+    "tied_zero3": ["model.embedding=tied", "train.zero_stage=3"],
+    "untied_zero3": ["model.embedding=untied", "train.zero_stage=3"],
+}
+
+
+@pytest.fixture(scope="session")
+def trained(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``trained(name)`` -> the save_dir of run ``name`` of :data:`TRAINED` (read-only by
+    convention: copy it to change it)."""
+    from tests.pretrain.train_helpers import run_training
+
+    root = tmp_path_factory.mktemp("trained")
+
+    def get(name: str) -> Path:
+        save = root / name
+        if not (save / "latest").is_file():
+            run_training(2, save, shard_dir, *TRAINED[name], f"train.train_steps={TRAINED_STEPS}",
+                         "train.eval_interval=2", "train.eval_samples=0")
+        return save
+
+    return get

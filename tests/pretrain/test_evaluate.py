@@ -17,9 +17,9 @@ import pytest
 from pretrain.buckets import frequency_buckets
 from pretrain.report import mean_curve, summarize, tokens_to_target
 from tests.conftest import rank_logs, spawn_ranks, wait_ranks
-from tests.pretrain.train_helpers import run_training
+from tests.pretrain.conftest import TRAINED_STEPS
 
-STEPS = 6
+STEPS = TRAINED_STEPS
 
 
 # ---------------------------------------------------------------- pure: bucket edges
@@ -140,14 +140,10 @@ def run_evaluate(nproc: int, log_dir: Path, *args: str, expect: int = 0) -> str:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(shard_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval_ckpts")
-    runs = {"lev": ["train.zero_stage=1"],
-            "tied_zero3": ["model.embedding=tied", "train.zero_stage=3"],
-            "lev_tp2": ["train.zero_stage=1", "parallel.tensor_parallel=2"]}
-    for name, overrides in runs.items():
-        run_training(2, root / name, shard_dir, *overrides, f"train.train_steps={STEPS}",
-                     "train.eval_interval=2", "train.eval_samples=0")  # whole val split
+def checkpoints(trained):
+    """The directory holding the session's lev, tied_zero3 and lev_tp2 runs (conftest)."""
+    for name in ("lev", "tied_zero3", "lev_tp2"):
+        root = trained(name).parent
     return root
 
 

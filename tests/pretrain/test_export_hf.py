@@ -13,38 +13,38 @@ import pytest
 import torch
 
 from tests.conftest import REPO, WORKERS, cpu_env, rank_logs, run_torchrun, spawn_ranks, wait_ranks
-from tests.pretrain.train_helpers import run_training
+from tests.pretrain.conftest import TRAINED_STEPS
 
 pytestmark = pytest.mark.multiproc
 
 transformers = pytest.importorskip("transformers")
 
-CASES = {  # name: (training overrides, export ranks)
-    "lev-zero1": (["model.embedding=lev", "train.zero_stage=1"], 1),
-    "lev-zero3": (["model.embedding=lev", "train.zero_stage=3"], 2),  # ZeRO-3: its saved DP
-    "lev-tp2": (["model.embedding=lev", "train.zero_stage=1", "parallel.tensor_parallel=2"], 2),
-    "tied-zero1": (["model.embedding=tied", "train.zero_stage=1"], 1),
-    "untied-zero3": (["model.embedding=untied", "train.zero_stage=3"], 2),
+CASES = {  # name: (the session's run, tests/pretrain/conftest.py; export ranks)
+    "lev-zero1": ("lev", 1),
+    "lev-zero3": ("lev_zero3", 2),  # ZeRO-3: exported at its saved DP
+    "lev-tp2": ("lev_tp2", 2),
+    "tied-zero3": ("tied_zero3", 2),
+    "untied-zero3": ("untied_zero3", 2),
 }
 
 
 @pytest.fixture(scope="module")
-def exported(shard_dir, tmp_path_factory):
-    """name -> (checkpoint tag, HF dir, reference logits file), trained and exported once."""
+def exported(trained, tmp_path_factory):
+    """name -> (checkpoint tag, HF dir, reference logits file), exported once."""
     done = {}
 
     def get(name):
         if name not in done:
-            overrides, ranks = CASES[name]
+            run, ranks = CASES[name]
+            save = trained(run)
             root = tmp_path_factory.mktemp(name)
-            run_training(2, root / "run", shard_dir, *overrides, "train.train_steps=3")
             hf, ref = root / "hf", root / "reference.pt"
-            argv = ["-m", "pretrain.export_hf", "--checkpoint", str(root / "run"),
+            argv = ["-m", "pretrain.export_hf", "--checkpoint", str(save),
                     "--output", str(hf), "--reference-out", str(ref)]
             codes = wait_ranks(spawn_ranks(ranks, argv, log_dir=root / "export-logs"),
                                root / "export-logs")
             assert codes == [0] * ranks, rank_logs(root / "export-logs")
-            done[name] = (root / "run" / "step00000003", hf, ref)
+            done[name] = (save / f"step{TRAINED_STEPS:08d}", hf, ref)
         return done[name]
 
     return get
@@ -86,7 +86,7 @@ def test_the_tokenizer_and_model_card_travel_with_the_export(exported, shard_dir
     assert tokenizer.eos_token_id == manifest["tokenizer"]["eod_id"]
     assert tokenizer("the king").input_ids  # the shards' own BPE, loadable by transformers
     card = (hf / "README.md").read_text()
-    assert "step 3" in card and manifest["tokenizer"]["sha256"] in card
+    assert f"step {TRAINED_STEPS}" in card and manifest["tokenizer"]["sha256"] in card
 
 
 def generate_ids(checkpoint, *extra):
