@@ -24,7 +24,6 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,7 +35,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.shard_throughput import _corpus, _texts  # noqa: E402
+from benchmarks.shard_throughput import _corpus, _shard, _texts  # noqa: E402
 from data_prep.train_tokenizer import train_tokenizer  # noqa: E402
 from megatron_patches.quiet import quiet_megatron_import  # noqa: E402
 
@@ -89,21 +88,6 @@ def _read_all(prefix: Path) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
-def _shard(inputs: Path, tokenizer: Path, out: Path, ranks: int) -> tuple[float, int]:
-    cmd = [sys.executable, str(REPO / "data_prep" / "shard.py"), "--input", str(inputs),
-           "--tokenizer", str(tokenizer), "--output", str(out), "--seq-length", "2048",
-           "--overwrite", "--no-progress", "--val-fraction", "0.01"]
-    if ranks > 1:
-        cmd = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *cmd]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=os.environ.copy())
-    dt = time.perf_counter() - t0
-    m = json.loads((out / "manifest.json").read_text())
-    n = sum(m["splits"][s]["tokens"] + m["splits"][s]["tail_tokens_dropped"]
-            for s in ("train", "val"))
-    return n / dt, n
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workdir", default=None, help="scratch dir (default: a temp dir, removed)")
@@ -124,9 +108,9 @@ def main() -> int:
     n_tokens = _build(prefix, tokenizer, _texts(corpus), args.copies)
     ceiling, _ = _read_all(prefix)
     startup = _startup_s()
-    one, n_one = _shard(prefix, tokenizer, workdir / "imp1", 1)
-    two, _ = _shard(prefix, tokenizer, workdir / "imp2", 2)
-    text, _ = _shard(corpus, tokenizer, workdir / "text1", 1)
+    one, n_one = _shard(prefix, tokenizer, workdir / "imp1", 1, "auto")
+    two, _ = _shard(prefix, tokenizer, workdir / "imp2", 2, "auto")
+    text, _ = _shard(corpus, tokenizer, workdir / "text1", 1, "auto")
     steady = n_one / max(n_one / one - startup, 1e-9)
     print(f"dataset: {n_tokens:,} tokens (uint16, EOD per document), cpus {os.cpu_count()}")
     print(f"reference IndexedDataset read, 1 proc: {ceiling:14,.0f} tokens/s")

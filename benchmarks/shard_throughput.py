@@ -80,7 +80,7 @@ def _ceiling(tokenizer: Path, texts: list[str], batch: int = 1024) -> tuple[floa
 
 
 def _shard(
-    corpus: Path, tokenizer: Path, out: Path, ranks: int, unit_mb: float
+    corpus: Path, tokenizer: Path, out: Path, ranks: int, unit_mb: float | str
 ) -> tuple[float, int]:
     cmd = [
         sys.executable,
