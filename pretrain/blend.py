@@ -152,10 +152,6 @@ class MixtureOrder:
             counts = counts + np.bincount(src[:rest], minlength=len(self.sizes))
         return counts
 
-    def epochs(self, upto: int) -> np.ndarray:
-        """Epochs of each source consumed by stream positions ``[0, upto)``."""
-        return self.positions_per_source(upto) / np.asarray(self.sizes, dtype=np.float64)
-
     @property
     def fingerprint(self) -> str:
         """Names the mixture's order: algorithm, block, counts, sizes, seed, first ids."""
@@ -268,7 +264,7 @@ def mixture_shares(dataset: Any, order: Any, upto: int) -> dict[str, tuple[float
         return {}
     counts = order.positions_per_source(upto)
     shares = counts / max(int(upto), 1)
-    epochs = order.epochs(upto)
+    epochs = counts / np.asarray(order.sizes, dtype=np.float64)
     return {s.name: (s.weight, float(share), float(e))
             for s, share, e in zip(dataset.sources, shares, epochs, strict=True)}
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from megatron_patches.quiet import quiet_megatron_import
+from pretrain.launcher import detect_rank_layout
 
 __all__ = ["setup_logging"]
 
@@ -20,10 +21,10 @@ def setup_logging() -> None:
     # megatron-core's known-harmless import noise (the model's log line already says
     # which layer spec is used).
     quiet_megatron_import()
-    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("PMI_RANK")
+    rank = detect_rank_layout().rank
     logging.basicConfig(
-        level=logging.INFO if rank in (None, "0") or os.environ.get("LEV_LOG_ALL_RANKS") == "1"
+        level=logging.INFO if rank == 0 or os.environ.get("LEV_LOG_ALL_RANKS") == "1"
         else logging.WARNING,
-        format=f"%(asctime)s [rank {rank or 0}] %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )

@@ -70,8 +70,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pretrain.config import ConfigError, config_reference, config_to_yaml, load_config
+    from pretrain.config import (
+        ConfigError,
+        check_world_size,
+        config_reference,
+        config_to_yaml,
+        load_config,
+    )
     from pretrain.errors import report
+    from pretrain.launcher import detect_rank_layout
 
     if args.help_config:
         print(config_reference())
@@ -87,9 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     # preemption signal from then on is recorded and honoured, not fatal.
     stopper = StopController()
     from pathlib import Path
-
-    from pretrain.config import check_world_size
-    from pretrain.launcher import detect_rank_layout
 
     trainer = None
     try:

@@ -86,7 +86,7 @@ def test_each_source_runs_its_own_epochs_each_a_full_permutation():
     for epoch in range(3):  # ...and each of its epochs visits every sample once
         assert sorted(small[epoch * 800:(epoch + 1) * 800]) == list(range(800))
     assert len(set(large)) == len(large)  # while the large one is still in its first
-    assert order.epochs(10_000).tolist() == pytest.approx([len(large) / 20_000, len(small) / 800])
+    assert order.positions_per_source(10_000).tolist() == [len(large), len(small)]
 
 
 def test_the_order_is_a_pure_function_of_seed_weights_and_position():
@@ -144,6 +144,9 @@ def test_a_blended_run_resumes_on_another_dp_size_with_the_same_samples(
         assert b[step]["sample_ids"] == a[step]["sample_ids"], f"step {step}"
         assert b[step]["loss"] == pytest.approx(a[step]["loss"], rel=1e-4)
     assert a[8]["data/license/share"] + a[8]["data/code/share"] == pytest.approx(1.0)
+    code = open_data(str(second_source), "train", seq_length=SEQ_LENGTH, vocab_size=VOCAB_SIZE)
+    consumed = 8 * 8  # steps x global batch
+    assert a[8]["data/code/epochs"] == pytest.approx(a[8]["data/code/share"] * consumed / len(code))
     assert a[8]["data/code/epochs"] > 0
     evals = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()
              if '"val_loss"' in line]
