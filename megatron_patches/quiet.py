@@ -12,8 +12,8 @@ hidden:
   "ZeRO with an untested optimizer" (we hand it torch's AdamW on purpose: its fused and
   CPU Adam need compiled ops); its ZeRO-3 calls collectives torch 2.13 renamed (a
   ``FutureWarning`` per call site). On CPU it also compiles, with gcc, a shared-memory
-  all-reduce op (~40 s at a first start) that only its inference engine uses; training
-  reduces through torch.distributed (gloo), so the op is not built.
+  all-reduce op (reported at ~40 s for a first start) that only its inference engine
+  uses; training reduces through torch.distributed (gloo), so the op is not built.
 """
 
 from __future__ import annotations
