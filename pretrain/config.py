@@ -130,6 +130,10 @@ class LEVConfig:
     """Learning-rate multiplier for LEV's inner parameters (codebooks, spline factors,
     shared-codebook scales/offsets), which live at scale ~1 where a table lives at
     ``init_method_std``; the projection keeps the base lr. The schedule's shape is shared."""
+    lr_mult_schedule: Literal["constant", "cosine"] = "constant"
+    """``constant``: the multiplier holds for the whole run. ``cosine``: it decays from
+    ``lr_mult`` to 1 after warm-up, following the lr schedule's cosine progress, so LEV
+    learns fast early and at the backbone's rate by the end (issue 20's hypothesis)."""
 
     def __post_init__(self) -> None:
         for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),

@@ -17,7 +17,7 @@ from pretrain.config import Config, ConfigError, load_config
 if TYPE_CHECKING:
     from pretrain.model import ParamCounts
 
-__all__ = ["count_all", "isoparametric_ffn", "main"]
+__all__ = ["count_all", "isoparametric_ffn", "main", "relative_size"]
 
 
 def count_all(config: Config) -> dict[str, ParamCounts]:
@@ -56,6 +56,24 @@ def isoparametric_ffn(config: Config, counts: dict[str, ParamCounts] | None = No
     return max(tp, round((m.ffn_hidden_size + extra / per_unit) / tp) * tp)
 
 
+def relative_size(config: Config, counts: dict[str, ParamCounts]) -> dict[str, float]:
+    """LEV's size against what it replaces, in the readings issue 20 compares across scales:
+    LEV parameters / the tied table's, ``num_modes`` / vocab, LEV parameters per vocabulary
+    entry, and the total overhead over tied."""
+    lev, table = counts["lev"].lev, counts["tied"].input_embedding
+    vocab = config.model.vocab_size
+    return {"lev_over_table": lev / table, "modes_over_vocab": config.lev.num_modes / vocab,
+            "lev_params_per_id": lev / vocab,
+            "overhead_over_tied": counts["lev"].total / counts["tied"].total - 1}
+
+
+def format_relative_size(size: dict[str, float]) -> str:
+    """The line ``main`` prints under the table."""
+    return (f"LEV relative size: {100 * size['lev_over_table']:.2f} % of the tied table, "
+            f"num_modes/vocab {100 * size['modes_over_vocab']:.2f} %, "
+            f"{size['lev_params_per_id']:.1f} LEV parameters per vocabulary entry")
+
+
 def format_table(counts: dict[str, ParamCounts]) -> str:
     """The table ``main`` prints: one row per embedding kind, then LEV's overhead."""
     rows = [f"{'embedding':<10}{'total':>16}{'backbone':>16}{'input emb':>14}"
@@ -87,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts = count_all(config)
     print(format_table(counts))
+    print(format_relative_size(relative_size(config, counts)))
     if args.isoparametric:
         ffn = isoparametric_ffn(config, counts)
         widened = count_all(replace(config, model=replace(config.model, ffn_hidden_size=ffn)))

@@ -6,7 +6,7 @@ import math
 
 from pretrain.config import OptimizerConfig
 
-__all__ = ["lr_at"]
+__all__ = ["cosine_progress", "lr_at", "lr_mult_at"]
 
 
 def lr_at(step: int, opt: OptimizerConfig, train_steps: int) -> float:
@@ -18,8 +18,22 @@ def lr_at(step: int, opt: OptimizerConfig, train_steps: int) -> float:
     """
     if step < opt.warmup_steps:
         return opt.lr * (step + 1) / opt.warmup_steps
+    return opt.min_lr + (opt.lr - opt.min_lr) * cosine_progress(step, opt, train_steps)
+
+
+def cosine_progress(step: int, opt: OptimizerConfig, train_steps: int) -> float:
+    """The cosine factor of step ``step``: 1 up to the end of warm-up, 0 from the end of decay."""
     decay = (opt.decay_steps or train_steps) - opt.warmup_steps
-    if decay <= 0:
-        return opt.lr
+    if step < opt.warmup_steps or decay <= 0:
+        return 1.0
     progress = min(1.0, (step - opt.warmup_steps) / decay)
-    return opt.min_lr + 0.5 * (opt.lr - opt.min_lr) * (1.0 + math.cos(math.pi * progress))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_mult_at(step: int, mult: float, schedule: str, opt: OptimizerConfig,
+               train_steps: int) -> float:
+    """A parameter group's learning-rate multiplier at ``step``: ``mult`` throughout
+    (``constant``) or decaying from ``mult`` to 1 with the cosine factor (``cosine``)."""
+    if schedule == "constant" or mult == 1.0:
+        return mult
+    return 1.0 + (mult - 1.0) * cosine_progress(step, opt, train_steps)

@@ -58,8 +58,21 @@ SHAPES: dict[str, list[str]] = {
               "model.ffn_hidden_size=432", "train.train_steps=400",
               "train.micro_batch_size=16", "train.global_batch_size=16",
               "optimizer.warmup_steps=20", "train.eval_interval=50", "train.eval_samples=256"],
-    # scripts/compare_embeddings.sh's default: the tiny backbone for 1000 steps.
-    "compare": ["train.train_steps=1000", "train.eval_interval=50", "train.eval_samples=512"],
+    # scripts/compare_embeddings.sh's default: the tiny backbone for 3000 steps (issue 20:
+    # short runs flatter LEV, which leads early and can fall behind later).
+    "compare": ["train.train_steps=3000", "optimizer.warmup_steps=60", "train.eval_interval=100",
+                "train.eval_samples=512"],
+    # The long-horizon study: the tiny backbone, 3000 steps x 16 x 128 tokens (6.1M tokens,
+    # ~2 epochs of either corpus), the validation curve on a fixed 256-sample subset every
+    # 100 steps, so the gap's trend over the second half of training can be fitted.
+    "long": ["train.train_steps=3000", "train.micro_batch_size=16", "train.global_batch_size=16",
+             "optimizer.warmup_steps=60", "train.eval_interval=100", "train.eval_samples=256"],
+    # The body-size trend at the same tokens per parameter budget (see docs/LEV.md).
+    "long-d256": ["model.hidden_size=256", "model.num_layers=4", "model.num_attention_heads=4",
+                  "model.ffn_hidden_size=704", "train.train_steps=3000",
+                  "train.micro_batch_size=16", "train.global_batch_size=16",
+                  "optimizer.warmup_steps=60", "train.eval_interval=100",
+                  "train.eval_samples=256"],
 }
 
 #: The LEV every study variant starts from (the defaults before the study), pinned so the
@@ -83,6 +96,11 @@ VARIANTS: dict[str, list[str]] = {
     "lev-k3": ["lev.num_coords=3"],
     "lev-shared": ["lev.share_codebooks=true"],
     "lev-act1": ["lev.init_active_factors=1"],
+    # Issue 20's long-horizon hypotheses, on top of tiny_lev.yaml (the 1.2B relative size).
+    "lev-lrcos": ["lev.lr_mult_schedule=cosine"],
+    "lev-g16": ["lev.grid_size=16"],
+    "lev-k4": ["lev.num_coords=4"],
+    "lev-lr10x": ["lev.lr_mult=10"],
 }
 
 #: plan -> (shape, variants, seeds). ``confirm`` and ``compare`` take their LEV variant
@@ -94,7 +112,13 @@ PLANS: dict[str, tuple[str, list[str], list[int]]] = {
     # The chosen variant and tied at the sweep's shape with the confirmation's seeds.
     "seeds": ("tiny", ["{variant}", "tied"], [1, 2, 3]),
     "compare": ("compare", ["{variant}", "tied", "tied-iso", "untied"], [1, 2, 3]),
+    # Issue 20: LEV at the 1.2B config's relative size (tiny_lev.yaml) against its
+    # isoparametric tied first, then tied and untied; every arm over the same lr grid.
+    "long": ("long", ["{variant}", "tied-iso", "tied", "untied"], [1, 2]),
 }
+
+#: Plans whose LEV variants start from STUDY_BASELINE; the others from tiny_lev.yaml as is.
+BASELINE_PLANS = ("sweep", "confirm", "seeds")
 
 
 @dataclass(slots=True)
@@ -108,28 +132,41 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     #: for ``tied-iso``: the overrides of the LEV run whose parameter count it matches
     iso_reference: list[str] | None = None
+    #: peak learning rate of an lr grid (``--lrs``); None: the config's
+    lr: float | None = None
+
+    @property
+    def arm(self) -> str:
+        """The variant with its grid lr, e.g. ``tied-iso@lr2e-03``: one evaluation group."""
+        return self.variant if self.lr is None else f"{self.variant}@lr{self.lr:.0e}"
 
     @property
     def name(self) -> str:
-        return f"{self.corpus}/{self.variant}/seed{self.seed}"
+        return f"{self.corpus}/{self.arm}/seed{self.seed}"
 
 
 def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
-              seeds: list[int] | None = None, shape: str | None = None) -> list[Run]:
-    """The runs of ``plan`` (seeds outermost, so an early stop leaves whole seeds)."""
+              seeds: list[int] | None = None, shape: str | None = None,
+              lrs: list[float] | None = None) -> list[Run]:
+    """The runs of ``plan`` (seeds outermost, so an early stop leaves whole seeds; then
+    corpora, lrs and variants, so the first runs done are each LEV and its baselines)."""
     shape_name, variants, plan_seeds = PLANS[plan]
     shape_name = shape or shape_name
     variants = [v.format(variant=variant) for v in variants]
     runs = []
     for seed in seeds or plan_seeds:
         for corpus in corpora:
-            for v in variants:
-                extra = VARIANTS[v] if v in VARIANTS else _variant_overrides(v)
-                if v.startswith("lev") and plan != "compare":
-                    extra = [*STUDY_BASELINE, *extra]
-                runs.append(Run(plan, corpus, v, seed, [*SHAPES[shape_name], *extra,
-                                                        f"train.seed={seed}",
-                                                        f"data.shuffle_seed={seed}"]))
+            for lr in lrs or [None]:
+                # min_lr keeps the configs' ratio of 1/10 of the peak.
+                lr_overrides = [] if lr is None else [f"optimizer.lr={lr}",
+                                                      f"optimizer.min_lr={lr / 10}"]
+                for v in variants:
+                    extra = VARIANTS[v] if v in VARIANTS else _variant_overrides(v)
+                    if v.startswith("lev") and plan in BASELINE_PLANS:
+                        extra = [*STUDY_BASELINE, *extra]
+                    runs.append(Run(plan, corpus, v, seed,
+                                    [*SHAPES[shape_name], *extra, *lr_overrides,
+                                     f"train.seed={seed}", f"data.shuffle_seed={seed}"], lr=lr))
     reference = next((r.overrides for r in runs if r.variant.startswith("lev")), None)
     for r in runs:
         if r.variant == "tied-iso":
@@ -207,7 +244,7 @@ def _isoparametric_override(run: Run) -> list[str]:
 
 
 def save_dir(out: Path, run: Run) -> Path:
-    return out / run.plan / run.corpus / run.variant / f"seed{run.seed}"
+    return out / run.plan / run.corpus / run.arm / f"seed{run.seed}"
 
 
 def _finished(path: Path, steps: int) -> bool:
@@ -243,9 +280,12 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
             raise RuntimeError(f"{run.name} failed (exit {proc.returncode}); see {path}/train.log")
     vals = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
             if '"val_loss"' in line]
-    return {"plan": run.plan, "corpus": run.corpus, "variant": run.variant, "seed": run.seed,
-            "save_dir": str(path), "overrides": overrides, "steps": steps,
-            "final_subset_val_loss": vals[-1]["val_loss"] if vals else None,
+    # One point per step: a resumed run re-evaluates the steps after its last checkpoint.
+    curve = {v["step"]: round(v["val_loss"], 5) for v in vals}
+    return {"plan": run.plan, "corpus": run.corpus, "variant": run.variant, "lr": run.lr,
+            "arm": run.arm, "seed": run.seed, "save_dir": str(path), "overrides": overrides,
+            "steps": steps, "final_subset_val_loss": vals[-1]["val_loss"] if vals else None,
+            "val_curve": sorted(curve.items()),
             "wall_s": round(time.monotonic() - start, 1), "trained": trained}
 
 
@@ -254,7 +294,7 @@ def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: i
     report = out / plan / corpus / "report"
     groups: dict[str, list[str]] = {}
     for run in runs:
-        groups.setdefault(run.variant, []).append(str(save_dir(out, run)))
+        groups.setdefault(run.arm, []).append(str(save_dir(out, run)))
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable]
     cmd = [*launcher, "-m", "pretrain.evaluate", "--data-path", str(shard_path(out, corpus)),
@@ -285,7 +325,7 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
             except RuntimeError as exc:  # one failed run must not stop the others
                 log.error("%s", exc)
                 line = {"plan": run.plan, "corpus": run.corpus, "variant": run.variant,
-                        "seed": run.seed, "error": str(exc)}
+                        "arm": run.arm, "seed": run.seed, "error": str(exc)}
             if not line.get("trained", True):
                 continue  # finished in an earlier invocation: its line is already there
             with results.open("a") as f:
@@ -304,7 +344,7 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
                 groups: dict[str, list[Path]] = {}
                 for r in runs:
                     if r.corpus == corpus:
-                        groups.setdefault(r.variant, []).append(save_dir(out, r))
+                        groups.setdefault(r.arm, []).append(save_dir(out, r))
                 log.info("%s %s: %s", plan, corpus,
                          score_corpus(shard_path(out, corpus), report, groups))
 
@@ -328,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
                         help="override the plan's shape")
     parser.add_argument("--steps", type=int, default=None, help="override train.train_steps")
+    parser.add_argument("--lrs", nargs="+", type=float, default=None,
+                        help="peak learning rates: every variant is trained at each (min_lr = "
+                             "lr/10), so every arm gets the same tuning")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once")
     parser.add_argument("--nproc", type=int, default=1, help="ranks per run")
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
@@ -348,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         name = Path(args.data_path).resolve().name
         EXTERNAL_DATA[name] = Path(args.data_path).resolve()
         corpora = [name]
-    runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape)
+    runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape, args.lrs)
     for r in runs:
         r.overrides += data_overrides(shard_path(out, r.corpus)) if r.corpus in EXTERNAL_DATA else []
     if args.variants:

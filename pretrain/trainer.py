@@ -45,7 +45,7 @@ from pretrain.mpu import MegatronMPU
 from pretrain.optimizer import build_optimizer
 from pretrain.preflight import check_save_dir_shared, open_splits_everywhere, rank_view_of_save_dir
 from pretrain.sampler import BatchLayout, TrainBatchIterator, val_batches
-from pretrain.schedule import lr_at
+from pretrain.schedule import lr_at, lr_mult_at
 from pretrain.startup import startup_block
 from pretrain.stopping import ExitCode, StopController, StopReason
 from pretrain.watchdog import Watchdog
@@ -117,8 +117,15 @@ def build_engine(config: Config, dp_size: int):
         args = types.SimpleNamespace(device_rank=torch.cuda.current_device())
     opt = config.optimizer
     optimizer = build_optimizer(model, opt)
+    steps, lev_schedule = config.train.train_steps, config.lev.lr_mult_schedule
+
+    def group_lambda(mult: float):
+        # LambdaLR multiplies each group's initial lr (opt.lr * mult) by this factor.
+        return lambda step: (lr_at(step, opt, steps) / opt.lr
+                             * lr_mult_at(step, mult, lev_schedule, opt, steps) / mult)
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_at(step, opt, config.train.train_steps) / opt.lr)
+        optimizer, [group_lambda(g["lr"] / opt.lr) for g in optimizer.param_groups])
     engine, _, _, scheduler = deepspeed.initialize(
         args=args, model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(config, dp_size), mpu=MegatronMPU(), dist_init_required=False)
