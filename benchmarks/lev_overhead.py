@@ -1,6 +1,6 @@
 """Step-time overhead of LEV over the tied baseline: full-model forward + backward on CPU.
 
-Builds two megatron-core GPTs with ``pretrain.model.build_model`` on a world of 1 (same
+Builds two megatron-core GPTs with ``pretrain.training.model.build_model`` on a world of 1 (same
 config, same seed, so the backbones are identical): ``embedding=lev`` (LEV input + untied
 head) and ``embedding=tied`` (one shared V x d table). After warm-up it runs ``--rounds``
 rounds, each one lev step then one tied step (the order alternates every round), so
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from pretrain.distributed import destroy_distributed, init_distributed
-    from pretrain.model import build_model
+    from pretrain.runtime.distributed import destroy_distributed, init_distributed
+    from pretrain.training.model import build_model
 
     torch.set_num_threads(args.threads)
     configs = {kind: make_config(args, kind) for kind in ("lev", "tied")}

@@ -13,7 +13,7 @@ in place in the same order. Target (issue 4): >= 2M tokens/s per rank.
 ``--order-tokens 300e9`` (default; 0 skips) also measures, each in a fresh process, the
 memory and start-up time of one rank's sample order for a split of that many tokens
 (``seq_length + 1``-token samples): the numpy ``Generator.permutation`` index each rank
-built before issue 11, next to ``pretrain.sampler.SampleOrder`` (a keyed bijection, no
+built before issue 11, next to ``pretrain.data.sampler.SampleOrder`` (a keyed bijection, no
 index). Start-up is the time to the first global batch's ids; memory is the peak RSS
 growth of the process (``ru_maxrss``).
 """
@@ -75,7 +75,7 @@ def build_shards(out: Path, *, seq_length: int, shard_size_mb: float) -> None:
 
 def time_loader(ds, *, seq_length: int, mb: int, prefetch: int, seconds: float) -> float:
     """Tokens/s (input tokens, mb * seq_length per micro-batch) one rank receives."""
-    from pretrain.sampler import BatchLayout, TrainBatchIterator
+    from pretrain.data.sampler import BatchLayout, TrainBatchIterator
 
     layout = BatchLayout(global_batch_size=mb * 8 * 4, micro_batch_size=mb, dp_size=8)
     with TrainBatchIterator(ds, layout=layout, dp_rank=3, seed=1, prefetch=prefetch) as it:
@@ -95,7 +95,7 @@ def time_wids(data_dir: Path, *, lru_size: int, seq_length: int, mb: int, second
     import torch
     import wids
 
-    from pretrain.sampler import SampleOrder
+    from pretrain.data.sampler import SampleOrder
 
     ds = wids.ShardListDataset(
         str(data_dir / "train.wids.json"),
@@ -120,10 +120,10 @@ _ORDER_PROBE = """
 import resource, sys, time
 import numpy as np
 n, mode = int(sys.argv[1]), sys.argv[2]
-from pretrain.sampler import SampleOrder  # imported before the clock: torch is not the order
+from pretrain.data.sampler import SampleOrder  # imported before the clock: torch is not the order
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-if mode == "numpy":  # what pretrain/sampler.py did before issue 11
+if mode == "numpy":  # what pretrain/data/sampler.py did before issue 11
     ids = np.random.default_rng([1, 0]).permutation(n)[:512]
 else:
     ids = SampleOrder(n, seed=1).sample_ids(0, 512)
@@ -167,7 +167,7 @@ def main() -> None:
     # `--help` should not pay for.
     import torch
 
-    from pretrain.data import open_split
+    from pretrain.data.shards import open_split
 
     torch.set_num_threads(1)  # one core per rank, as on a GPU node with many ranks
     if args.order_tokens:

@@ -5,7 +5,7 @@
     torchrun --nproc-per-node 8 benchmarks/train_throughput.py --config ...   # TP/DP
 
 Builds exactly what pretrain.train builds (megatron-core GPT, DeepSpeed engine, AdamW,
-the config's precision/ZeRO/recompute, via pretrain.trainer.build_engine) and times full optimizer steps on Zipf-distributed
+the config's precision/ZeRO/recompute, via pretrain.training.trainer.build_engine) and times full optimizer steps on Zipf-distributed
 token ids (realistic distinct-id counts for LEV) after warm-up. No shards needed.
 MFU uses --peak-tflops, else train.peak_tflops, else a table of known GPUs (bf16 dense).
 """
@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from megatron.core import parallel_state as ps
 
     from pretrain.config import load_config
-    from pretrain.distributed import destroy_distributed, init_distributed
-    from pretrain.metrics import model_flops_per_token
-    from pretrain.model import build_model, count_parameters
-    from pretrain.trainer import build_engine
+    from pretrain.runtime.distributed import destroy_distributed, init_distributed
+    from pretrain.runtime.metrics import model_flops_per_token
+    from pretrain.training.model import build_model, count_parameters
+    from pretrain.training.trainer import build_engine
 
     if not torch.cuda.is_available():
         args.overrides.append("train.precision=fp32")  # bf16 matmuls are emulated on CPU

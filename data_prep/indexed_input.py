@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from data_prep.inputs import InputError
+from data_prep.errors import InputError
 from data_prep.readers import Piece
 from megatron_patches.quiet import quiet_megatron_import
 

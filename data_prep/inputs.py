@@ -23,6 +23,7 @@ import glob
 import math
 import os
 
+from data_prep.errors import InputError
 from data_prep.readers import Piece, file_kind, file_size
 
 __all__ = [
@@ -44,10 +45,6 @@ _MB = 1 << 20
 #: ``--unit-size-mb auto``: aim for this many units, each between the two bounds. 1 MB of
 #: text is ~250k tokens, so the tail a unit drops (< one sample) stays under 1 % at 2048.
 AUTO_UNITS, AUTO_MIN_BYTES, AUTO_MAX_BYTES = 64, 1 * _MB, 256 * _MB
-
-
-class InputError(ValueError):
-    """An ``--input`` that names nothing readable; raised before any work starts."""
 
 
 def discover_files(inputs: list[str]) -> list[str]:

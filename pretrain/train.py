@@ -1,10 +1,10 @@
 """Entry point: ``python -m pretrain.train --config FILE [section.field=value ...]``.
 
-The same command runs under torchrun, srun and mpiexec (see pretrain/distributed.py).
-Exit codes are :class:`pretrain.stopping.ExitCode`: 0 finished, 75 saved after a
+The same command runs under torchrun, srun and mpiexec (see pretrain/runtime/distributed.py).
+Exit codes are :class:`pretrain.runtime.stopping.ExitCode`: 0 finished, 75 saved after a
 signal or time budget (relaunch to resume), 76 signalled before any step (nothing new to
 save), 77 hang detected by the watchdog, 2 config/data error, 3 non-finite loss. A config
-or data error prints one line per job (``pretrain/errors.py``); torchrun itself exits 1
+or data error prints one line per job (``pretrain/runtime/errors.py``); torchrun itself exits 1
 and names the error and each rank's code in its summary.
 """
 
@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from pretrain.logs import setup_logging
-from pretrain.stopping import ExitCode, StopController
+from pretrain.runtime.logs import setup_logging
+from pretrain.runtime.stopping import ExitCode, StopController
 
 log = logging.getLogger("pretrain")
 
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         config_to_yaml,
         load_config,
     )
-    from pretrain.errors import report
-    from pretrain.launcher import detect_rank_layout
+    from pretrain.runtime.errors import report
+    from pretrain.runtime.launcher import detect_rank_layout
 
     if args.help_config:
         print(config_reference())
@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         stopper.restore()
         return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
 
-    from pretrain.checkpoint import CheckpointMismatchError
-    from pretrain.data import DataMismatchError, ShardIndexError, ShardsNotFoundError
-    from pretrain.distributed import destroy_distributed
-    from pretrain.trainer import NonFiniteLossError, Trainer
-    from pretrain.watchdog import Watchdog
+    from pretrain.checkpoint.manager import CheckpointMismatchError
+    from pretrain.data.shards import DataMismatchError, ShardIndexError, ShardsNotFoundError
+    from pretrain.runtime.distributed import destroy_distributed
+    from pretrain.runtime.watchdog import Watchdog
+    from pretrain.training.trainer import NonFiniteLossError, Trainer
 
     user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, ShardIndexError,
                    CheckpointMismatchError)

@@ -8,7 +8,7 @@
 # ways, plots. Then every run is exported to Hugging Face and scored by lm-evaluation-harness
 # on the offline LAMBADA-style task lev_cloze built from the validation split (accuracy and
 # target-word ppl per variant, report/cloze.md; CLOZE=0 skips it). It is
-# `python -m pretrain.study compare` (see pretrain/study.py).
+# `python -m pretrain.study compare` (see pretrain/study/runner.py).
 #
 #   bash scripts/compare_embeddings.sh                               # both corpora, 3 seeds
 #   SEEDS="1" CORPORA=shakespeare STEPS=400 bash scripts/compare_embeddings.sh   # quick look

@@ -16,7 +16,7 @@ hang, a crash or an out-of-memory in one part is killed on time and leaves the o
 
 Parts, each ``pass`` / ``fail`` / ``skipped`` with a reason in the JSON, in this order:
 ``install`` (done by the wrapper), ``environment``, ``throughput_lev``, ``throughput_tied``
-(the 1.2B shapes, bf16, ZeRO-1, real optimizer steps through ``pretrain.trainer.build_engine``),
+(the 1.2B shapes, bf16, ZeRO-1, real optimizer steps through ``pretrain.training.trainer.build_engine``),
 ``lev_vs_tied``, ``data`` (corpus -> tokenizer -> shards with ``data_prep``), ``train_resume``
 (``pretrain.train``: 8 steps saving at 4, then a copy of step 4 resumed to 8, losses
 compared) and ``evaluate`` (``pretrain.evaluate`` on the 8-step checkpoint). A part's time
@@ -230,7 +230,7 @@ def cmd_env() -> int:
         if not found:
             info["missing_modules"].append(module)
     info["deepspeed_from"] = str(getattr(importlib.util.find_spec("deepspeed"), "origin", None))
-    # pretrain.model.layer_spec's rule: Transformer Engine on CUDA when it imports.
+    # pretrain.training.model.layer_spec's rule: Transformer Engine on CUDA when it imports.
     info["expected_layer_spec"] = ("transformer-engine" if info["cuda_available"]
                                    and info["transformer_engine"] else "local")
     if torch.cuda.is_available():
@@ -290,10 +290,10 @@ def _measure(config, args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from train_throughput import zipf_batch
 
-    from pretrain.distributed import destroy_distributed, init_distributed
-    from pretrain.metrics import model_flops_per_token
-    from pretrain.model import build_model, count_parameters, layer_spec
-    from pretrain.trainer import build_engine
+    from pretrain.runtime.distributed import destroy_distributed, init_distributed
+    from pretrain.runtime.metrics import model_flops_per_token
+    from pretrain.training.model import build_model, count_parameters, layer_spec
+    from pretrain.training.trainer import build_engine
 
     start = time.monotonic()
     cuda = torch.cuda.is_available()

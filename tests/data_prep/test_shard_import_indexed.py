@@ -58,7 +58,7 @@ def megatron_dataset(tmp_path_factory, pile_corpus, tokenizer) -> tuple[Path, li
 
 def train_stream(out: Path) -> np.ndarray:
     """Every train sample in sample-id order, through the training loader."""
-    from pretrain.data import open_split
+    from pretrain.data.shards import open_split
 
     with open_split(out, "train", seq_length=SEQ, vocab_size=1024) as split:
         return split.read(np.arange(len(split))).ravel().astype(np.int64)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.blend import BlendedDataset, MixtureOrder, block_counts, open_data
 from pretrain.config import ConfigError, load_config
-from pretrain.data import DataMismatchError
-from pretrain.data_sources import MIX_BLOCK, parse_data_path
+from pretrain.config.data_path import MIX_BLOCK, parse_data_path
+from pretrain.data.blend import BlendedDataset, MixtureOrder, block_counts, open_data
+from pretrain.data.shards import DataMismatchError
 from tests.pretrain.conftest import REPO, SEQ_LENGTH, VOCAB_SIZE
 from tests.pretrain.train_helpers import copy_checkpoint, run_training, train_records
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pretrain.checkpoint import CheckpointManager, CheckpointMismatchError, file_crc32
+from pretrain.checkpoint.manager import CheckpointManager, CheckpointMismatchError, file_crc32
 
 
 def make_tag(save_dir, step, complete=True):

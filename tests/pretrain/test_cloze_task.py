@@ -1,7 +1,8 @@
 """The offline lm-eval task: which passages become cloze items, and how scores are tabulated."""
 
-from pretrain.cloze_task import cloze_item
-from pretrain.study_cloze import cloze_table
+from pretrain.study.cloze import cloze_table
+
+from pretrain.evaluation.cloze_task import cloze_item
 
 
 def test_the_target_is_the_last_sentence_final_word_with_its_space():

@@ -1,4 +1,4 @@
-"""pretrain/config.py: YAML + dotted overrides -> validated dataclasses, or a ConfigError
+"""pretrain/config/: YAML + dotted overrides -> validated dataclasses, or a ConfigError
 that names the field and the fix."""
 
 import re

@@ -1,4 +1,4 @@
-"""Specification of pretrain/data.py and pretrain/sampler.py on real tar shards."""
+"""Specification of pretrain/data/shards.py and pretrain/data/sampler.py on real tar shards."""
 
 from __future__ import annotations
 
@@ -11,17 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.data import (
-    DataMismatchError,
-    ShardCorruptError,
-    ShardIndexError,
-    ShardsNotFoundError,
-    TokenShardDataset,
-    check_manifest,
-    load_manifest,
-    open_split,
-)
-from pretrain.sampler import (
+from pretrain.data.sampler import (
     BatchLayout,
     SampleOrder,
     TrainBatchIterator,
@@ -30,6 +20,16 @@ from pretrain.sampler import (
     num_val_micro_batches,
     val_batches,
     val_subset_ids,
+)
+from pretrain.data.shards import (
+    DataMismatchError,
+    ShardCorruptError,
+    ShardIndexError,
+    ShardsNotFoundError,
+    TokenShardDataset,
+    check_manifest,
+    load_manifest,
+    open_split,
 )
 
 SEQ = 32

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pretrain.distributed import cuda_device_index, detect_rank_layout
+from pretrain.runtime.distributed import cuda_device_index, detect_rank_layout
 
 
 def test_torchrun_variables_are_read_as_is():

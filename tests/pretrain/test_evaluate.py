@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.buckets import frequency_buckets
-from pretrain.report import mean_curve, summarize, tokens_to_target
+from pretrain.evaluation.buckets import frequency_buckets
+from pretrain.evaluation.report import mean_curve, summarize, tokens_to_target
 from tests.conftest import rank_logs, spawn_ranks, wait_ranks
 from tests.pretrain.conftest import TRAINED_STEPS
 

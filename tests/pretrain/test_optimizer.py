@@ -1,7 +1,7 @@
 """Weight decay: matrices only; never norms, 1-D parameters or LEV's multiplicative factors."""
 
 from pretrain.config import OptimizerConfig
-from pretrain.optimizer import build_optimizer
+from pretrain.training.optimizer import build_optimizer
 from tests.workers.lev_cases import build_lev
 
 
@@ -46,8 +46,8 @@ def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
     code = (
         "import json\n"
         "from pretrain.config import load_config\n"
-        "from pretrain.distributed import destroy_distributed, init_distributed\n"
-        "from pretrain.model import build_model\n"
+        "from pretrain.runtime.distributed import destroy_distributed, init_distributed\n"
+        "from pretrain.training.model import build_model\n"
         "c = load_config('pretrain/configs/tiny_lev.yaml', ['lev.lr_mult=30'])\n"
         "init_distributed(1, 1)\n"
         "lev = build_model(c).embedding.word_embeddings\n"

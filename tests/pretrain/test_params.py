@@ -1,5 +1,5 @@
 """`python -m pretrain.params` prints counts equal to closed forms derived here from the
-config alone (not from megatron-core or pretrain.model)."""
+config alone (not from megatron-core or pretrain.training.model)."""
 
 import os
 import re

@@ -1,4 +1,4 @@
-"""The training sample order: a keyed bijection owned by this project (pretrain/permutation.py)."""
+"""The training sample order: a keyed bijection owned by this project (pretrain/data/permutation.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from pretrain.permutation import KeyedPermutation, order_fingerprint
-from pretrain.sampler import SampleOrder
+from pretrain.data.permutation import KeyedPermutation, order_fingerprint
+from pretrain.data.sampler import SampleOrder
 
 # Written down once from this implementation. If these change, every resumed run would
 # silently read another order: change ORDER_ALGORITHM instead (the fingerprint refuses).
@@ -26,7 +26,7 @@ def test_the_order_of_a_split_is_pinned_by_golden_values():
 
 
 def test_another_process_computes_the_same_order():
-    code = ("import numpy as np; from pretrain.permutation import KeyedPermutation as K; "
+    code = ("import numpy as np; from pretrain.data.permutation import KeyedPermutation as K; "
             "print(K(1000, 1234).apply(0, np.arange(12)).tolist())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

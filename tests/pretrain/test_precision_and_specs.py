@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pretrain.checkpoint import CheckpointMismatchError, check_compatible
+from pretrain.checkpoint.manager import CheckpointMismatchError, check_compatible
 from pretrain.config import ConfigError, load_config
-from pretrain.model import layer_spec
-from pretrain.trainer import Trainer, deepspeed_config
+from pretrain.training.model import layer_spec
+from pretrain.training.trainer import Trainer, deepspeed_config
 
 LEV_1B2 = Path(__file__).resolve().parents[2] / "pretrain" / "configs" / "lev_1b2.yaml"
 

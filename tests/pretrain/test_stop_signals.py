@@ -1,4 +1,4 @@
-"""Which signals make a rank save and stop (pretrain/stopping.py), and its exit codes."""
+"""Which signals make a rank save and stop (pretrain/runtime/stopping.py), and its exit codes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from pretrain.stopping import ExitCode, StopController, StopReason
+from pretrain.runtime.stopping import ExitCode, StopController, StopReason
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])

@@ -8,8 +8,8 @@ import torch
 
 from megatron_patches.lev_embedding import LEVEmbedding
 from pretrain.config import load_config
-from pretrain.sampler import SampleOrder
-from pretrain.study import REPO, plan_runs
+from pretrain.data.sampler import SampleOrder
+from pretrain.study.runner import REPO, plan_runs
 from tests.workers.lev_cases import tiny_transformer_config
 
 
@@ -67,9 +67,10 @@ def _evaluated(ppl: float, seed: int, embedding: str, params: int) -> dict:
 
 
 def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tmp_path):
-    from pretrain.buckets import frequency_buckets
-    from pretrain.report import write_report
-    from pretrain.study_report import write_study_report
+    from pretrain.study.report import write_study_report
+
+    from pretrain.evaluation.buckets import frequency_buckets
+    from pretrain.evaluation.report import write_report
 
     spec = frequency_buckets(np.array([0, 1, 1, 9, 9]), num_buckets=2)
     out = tmp_path / "runs"
@@ -92,7 +93,7 @@ def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tm
 
 
 def test_your_own_shards_set_the_vocabulary_and_sequence_length_of_the_comparison(shard_dir):
-    from pretrain.study import data_overrides
+    from pretrain.study.runner import data_overrides
 
     # The fixture's tokenizer has 384 ids (a multiple of 128) and seq_length 32.
     assert data_overrides(shard_dir) == ["model.vocab_size=384", "model.seq_length=32"]

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from pretrain.watchdog import Watchdog
+from pretrain.runtime.watchdog import Watchdog
 
 
 def _watch(tmp_path, rank: int, timeouts: dict[str, float]):

@@ -110,7 +110,7 @@ def test_term_to_the_batch_shell_saves_and_ends_the_job_without_requeue(jobs):
     # Forwarded as USR1 (a TERM to srun would become SIGKILL); both ranks saved.
     assert "got SIGTERM: asking every rank to save and stop (USR1" in text
     for rank in (0, 1):
-        assert f"[rank {rank}] WARNING pretrain.stopping: received SIGUSR1" in text
+        assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGUSR1" in text
     assert "training exited with code 75" in text and "stopped on request (SIGTERM" in text
     assert 1 <= saved_step(job) < STEPS
 
@@ -126,7 +126,7 @@ def test_plain_scancel_saves_and_the_job_ends_cancelled_without_restart(jobs):
     # Both ranks got the job-wide TERM and saved before KillWait ran out (the batch shell
     # itself is killed then, so its own closing lines may be missing).
     for rank in (0, 1):
-        assert f"[rank {rank}] WARNING pretrain.stopping: received SIGTERM" in text, text[-5000:]
+        assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGTERM" in text, text[-5000:]
     assert 1 <= saved_step(job) < STEPS, text[-5000:]
 
 
@@ -135,7 +135,7 @@ def test_signals_during_set_up_stop_requeueing_after_the_limit(jobs):
     for run in range(2):  # MAX_NO_PROGRESS_RESTARTS=1: one requeue, then the job fails
         # Once the process group is up the ranks build the model and engine (set-up, seconds
         # before the first step); their handler has long been installed.
-        wait_for(lambda run=run: job.text().count("INFO pretrain.distributed: rank 0/2") > run,
+        wait_for(lambda run=run: job.text().count("INFO pretrain.runtime.distributed: rank 0/2") > run,
                  job, f"run {run} in set-up")
         job.slurm.signal(job.id, "USR1", batch_only=True)
         if run == 0:
@@ -207,6 +207,6 @@ def test_real_preemption_saves_in_the_grace_time_requeues_and_resumes_bit_for_bi
     assert preempting_slurm.requeue_count(job.id) >= 1
     assert preempting_slurm.wait(high, timeout=120) == "COMPLETED"
     for rank in (0, 1):
-        assert f"[rank {rank}] WARNING pretrain.stopping: received SIGTERM" in text, text[-6000:]
+        assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGTERM" in text, text[-6000:]
     assert "training exited with code 75" in text
     assert_losses_equal_reference(job, jobs["reference"])

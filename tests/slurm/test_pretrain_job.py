@@ -100,7 +100,7 @@ def jobs(local_slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
     # The launcher's own srun, with PYTHON replaced by a probe that initialises the process
     # group as pretrain.train does and records what each rank's environment then says.
     probe = root / "probe_python"
-    code = ("import json, os; from pretrain.distributed import init_distributed, "
+    code = ("import json, os; from pretrain.runtime.distributed import init_distributed, "
             "destroy_distributed; layout = init_distributed(1, 0); "
             "keys = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE'); "
             "rec = {k: os.environ[k] for k in keys}; rec['launcher'] = layout.launcher; "
@@ -143,7 +143,7 @@ def test_usr1_before_time_limit_saves_requeues_and_resumes_bit_for_bit(
     # The signal travelled batch shell -> srun -> every rank, which saved before the last step.
     assert "got SIGUSR1: asking every rank to save and stop" in text
     for rank in (0, 1):
-        assert f"[rank {rank}] WARNING pretrain.stopping: received SIGUSR1" in text, text[-6000:]
+        assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGUSR1" in text, text[-6000:]
     assert "training exited with code 75" in text
     resumed = [line for line in text.splitlines() if "resumed from" in line]
     assert len(resumed) == 1, text[-6000:]

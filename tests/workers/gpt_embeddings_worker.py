@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from pretrain.config import load_config
-from pretrain.distributed import destroy_distributed, init_distributed
-from pretrain.model import build_model
+from pretrain.runtime.distributed import destroy_distributed, init_distributed
+from pretrain.training.model import build_model
 
 TINY = ["model.num_layers=2", "model.hidden_size=64", "model.num_attention_heads=4",
         "model.ffn_hidden_size=128", "model.vocab_size=512", "model.seq_length=16",

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pretrain.distributed import destroy_distributed, init_distributed
-from pretrain.inference import build_inference_engine, load_checkpoint_config
+from pretrain.export.inference import build_inference_engine, load_checkpoint_config
+from pretrain.runtime.distributed import destroy_distributed, init_distributed
 
 tag_dir, out_path = Path(sys.argv[1]), sys.argv[2]
 config, meta = load_checkpoint_config(tag_dir, "unused", 1)

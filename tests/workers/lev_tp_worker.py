@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
-from pretrain.distributed import destroy_distributed, init_distributed
+from pretrain.runtime.distributed import destroy_distributed, init_distributed
 from tests.workers.lev_cases import TP_CASE, build_lev, upstream_grad
 
 out_path, mode = sys.argv[1], sys.argv[2]

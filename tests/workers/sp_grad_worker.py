@@ -11,8 +11,8 @@ import sys
 import torch
 from megatron.core import parallel_state
 
-from pretrain.distributed import destroy_distributed, init_distributed
-from pretrain.model import sum_sequence_parallel_grads
+from pretrain.runtime.distributed import destroy_distributed, init_distributed
+from pretrain.training.model import sum_sequence_parallel_grads
 
 init_distributed(tensor_parallel=int(os.environ["WORLD_SIZE"]), seed=0)
 rank = parallel_state.get_tensor_model_parallel_rank()

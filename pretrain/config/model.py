@@ -1,0 +1,132 @@
+"""The model's sections: the backbone (``model``), LEV (``lev``), tensor parallelism (``parallel``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pretrain.config.errors import ConfigError, divisors
+
+__all__ = ["EMBEDDINGS", "LEVConfig", "ModelConfig", "ParallelConfig"]
+
+EMBEDDINGS = ("lev", "tied", "untied")
+
+
+@dataclass(kw_only=True, slots=True)
+class ModelConfig:
+    """LLaMA-style megatron-core GPT backbone (RMSNorm, SwiGLU, RoPE, no biases)."""
+
+    embedding: Literal["lev", "tied", "untied"] = "lev"
+    """Input embedding: ``lev`` (LEV + untied head), ``tied`` (one shared V x d table)
+    or ``untied`` (full input table + separate head)."""
+    num_layers: int = 22
+    """Transformer layers."""
+    hidden_size: int = 2048
+    """Model width ``d``."""
+    num_attention_heads: int = 16
+    """Attention heads; must be divisible by ``parallel.tensor_parallel``."""
+    num_query_groups: int | None = None
+    """Grouped-query attention groups (``None``: multi-head attention)."""
+    ffn_hidden_size: int = 5632
+    """SwiGLU inner width."""
+    vocab_size: int = 50304
+    """Padded vocabulary; >= the tokenizer's and divisible by ``parallel.tensor_parallel``."""
+    seq_length: int = 512
+    """Tokens per training sample (the shards' ``seq_length``)."""
+    init_method_std: float = 0.02
+    """Std of the normal init of the backbone and the embedding scale LEV matches."""
+    rotary_base: int = 10000
+    """RoPE base."""
+    norm_epsilon: float = 1e-5
+    """RMSNorm epsilon."""
+    layer_spec: Literal["auto", "local", "transformer-engine"] = "auto"
+    """Transformer layer modules: ``auto`` (Transformer Engine on a CUDA host where it
+    imports, else megatron-core's local modules), or one of them by name. The resolved
+    spec is recorded in every checkpoint; a checkpoint loads only into the same spec."""
+
+    def __post_init__(self) -> None:
+        if self.layer_spec not in ("auto", "local", "transformer-engine"):
+            raise ConfigError(f"model.layer_spec={self.layer_spec!r}; use auto, local or "
+                              f"transformer-engine")
+        if self.embedding not in EMBEDDINGS:
+            raise ConfigError(f"model.embedding={self.embedding!r}; use one of {EMBEDDINGS}")
+        for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size",
+                     "vocab_size", "seq_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be >= 1")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_attention_heads={self.num_attention_heads}; "
+                f"use heads in {divisors(self.hidden_size)}"
+            )
+        if self.num_query_groups is not None and self.num_attention_heads % self.num_query_groups:
+            raise ConfigError(
+                f"model.num_query_groups={self.num_query_groups} does not divide "
+                f"model.num_attention_heads={self.num_attention_heads}; use one of "
+                f"{divisors(self.num_attention_heads)}"
+            )
+
+
+@dataclass(kw_only=True, slots=True)
+class LEVConfig:
+    """LEV hyper-parameters (LEV.md). Parameters: ``K*b*s + s*G*R + R*d``."""
+
+    num_coords: int = 2
+    """Digits per token id ``K`` (base ``b = ceil(V ** (1/K))``)."""
+    seed_dim: int = 16
+    """Seed dimension ``s``."""
+    grid_size: int = 16
+    """Uniform B-spline knots ``G`` (>= 3)."""
+    num_modes: int = 1024
+    """Separable modes ``R``; split across tensor-parallel ranks."""
+    share_codebooks: bool = False
+    """One codebook for all digits plus a learned per-digit scale and offset."""
+    knots: Literal["extended", "interior"] = "interior"
+    """B-spline layout: ``interior`` (centres 0..1, spacing 1/(G-1); sums to < 1 within 1.5
+    spacings of the ends) or ``extended`` (centres -h/2..1+h/2, spacing 1/(G-2): a partition
+    of unity on [0, 1]). ``interior`` measured better (docs/LEV.md, design study)."""
+    init_active_factors: int = 2
+    """Random (non-constant) univariate factors per mode at init; the others start at 1."""
+    seed_init_std: float = 1.5
+    """Std of the seed before the sigmoid at init."""
+    lr_mult: float = 30.0
+    """Learning-rate multiplier for LEV's inner parameters (codebooks, spline factors,
+    shared-codebook scales/offsets), which live at scale ~1 where a table lives at
+    ``init_method_std``; the projection keeps the base lr. The schedule's shape is shared."""
+    lr_mult_schedule: Literal["constant", "cosine"] = "constant"
+    """``constant``: the multiplier holds for the whole run. ``cosine``: it decays from
+    ``lr_mult`` to 1 after warm-up, following the lr schedule's cosine progress, so LEV
+    learns fast early and at the backbone's rate by the end (issue 20's hypothesis)."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),
+                          ("init_active_factors", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"lev.{name}={getattr(self, name)} must be >= {low}")
+        if self.init_active_factors > self.seed_dim:
+            raise ConfigError(
+                f"lev.init_active_factors={self.init_active_factors} exceeds lev.seed_dim="
+                f"{self.seed_dim}; use at most seed_dim")
+        if self.seed_init_std <= 0 or self.lr_mult <= 0:
+            raise ConfigError(f"lev.seed_init_std={self.seed_init_std} and lev.lr_mult="
+                              f"{self.lr_mult} must be > 0")
+
+
+@dataclass(kw_only=True, slots=True)
+class ParallelConfig:
+    """Tensor parallelism; data parallelism is whatever the world size leaves."""
+
+    tensor_parallel: int = 1
+    """Tensor-parallel ranks (megatron-core ``tensor_model_parallel_size``)."""
+    sequence_parallel: bool = False
+    """Shard activations along the sequence between TP regions (needs tensor_parallel > 1)."""
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel < 1:
+            raise ConfigError(f"parallel.tensor_parallel={self.tensor_parallel} must be >= 1")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise ConfigError(
+                "parallel.sequence_parallel=true needs parallel.tensor_parallel > 1; "
+                "set parallel.sequence_parallel=false or raise tensor_parallel"
+            )

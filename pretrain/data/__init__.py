@@ -1,0 +1,1 @@
+"""Training data: shard reading, the global sample order, mixtures and the per-rank loader."""

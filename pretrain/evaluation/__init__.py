@@ -1,0 +1,1 @@
+"""Evaluation: perplexity per frequency bucket, reports and plots, the offline lm-eval cloze task."""

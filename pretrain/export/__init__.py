@@ -1,0 +1,1 @@
+"""Getting models out: checkpoints loaded for inference, Hugging Face export, generation."""

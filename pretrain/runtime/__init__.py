@@ -1,0 +1,1 @@
+"""Processes and ranks: launcher detection, distributed set-up, stopping, the watchdog, errors, logs and metric sinks."""
