@@ -5,6 +5,9 @@
     python -m pretrain.study compare --out runs/compare --corpora shakespeare  # what
                                      # scripts/compare_embeddings.sh runs
     python -m pretrain.study report  --out runs/study --results docs/results/lev_study
+    python -m pretrain.study long    --out runs/study --lrs 5e-4 1e-3 2e-3   # issue 20:
+                                     # 3000 steps, validation curves, every arm on one lr grid
+    python -m pretrain.study trend   --out runs/study --results docs/results/lev_long
 
 A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
 Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
@@ -261,9 +264,11 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
     overrides = [*run.overrides, *_isoparametric_override(run)]
     steps = int(next(o for o in reversed(overrides) if o.startswith("train.train_steps="))
                 .split("=")[1])
-    overrides += [f"optimizer.decay_steps={steps}", f"data.path={shard_path(out, run.corpus)}",
-                  f"checkpoint.save_dir={path}", "checkpoint.resume=auto",
-                  "checkpoint.save_interval=100", "checkpoint.keep_last=1"]
+    # Checkpoint cadence first, so a run's own overrides may change it; where the run lives
+    # and how it resumes last, so nothing can.
+    overrides = ["checkpoint.save_interval=100", "checkpoint.keep_last=1", *overrides,
+                 f"optimizer.decay_steps={steps}", f"data.path={shard_path(out, run.corpus)}",
+                 f"checkpoint.save_dir={path}", "checkpoint.resume=auto"]
     start = time.monotonic()
     trained = not _finished(path, steps)
     if trained:
@@ -351,8 +356,9 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan", choices=[*PLANS, "report"],
-                        help="which runs to train and evaluate, or `report` to summarise them")
+    parser.add_argument("plan", choices=[*PLANS, "report", "trend"],
+                        help="which runs to train and evaluate, `report` to summarise them, or "
+                             "`trend` for the gap-over-training report of the `long` plan")
     parser.add_argument("--out", default="runs/study", help="runs, corpora and reports")
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA,
                         help="corpora built from packages under OUT/<corpus>/ (default: both)")
@@ -377,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cloze", action="store_true",
                         help="compare: skip the offline lm-eval task (export + lm_eval per run)")
     parser.add_argument("--results", default="docs/results/lev_study",
-                        help="report: where the study's summary goes")
+                        help="report / trend: where the summary goes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out).resolve()
@@ -385,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         from pretrain.study.report import write_study_report
 
         print(write_study_report(out, Path(args.results)))
+        return 0
+    if args.plan == "trend":
+        from pretrain.study.trend import write_trend_report
+
+        print(write_trend_report(out / "long" / "results.jsonl", Path(args.results)))
         return 0
     corpora = args.corpora
     if args.data_path:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from pretrain.config import OptimizerConfig
 
-__all__ = ["cosine_progress", "lr_at", "lr_mult_at"]
+__all__ = ["cosine_progress", "lr_at", "lr_factors", "lr_mult_at"]
 
 
 def lr_at(step: int, opt: OptimizerConfig, train_steps: int) -> float:
@@ -37,3 +39,14 @@ def lr_mult_at(step: int, mult: float, schedule: str, opt: OptimizerConfig,
     if schedule == "constant" or mult == 1.0:
         return mult
     return 1.0 + (mult - 1.0) * cosine_progress(step, opt, train_steps)
+
+
+def lr_factors(optimizer: Any, opt: OptimizerConfig, lev_schedule: str,
+               train_steps: int) -> list[Callable[[int], float]]:
+    """One ``LambdaLR`` factor per parameter group: the schedule, times the group's
+    multiplier at that step over its initial one (a group starts at ``opt.lr * mult``)."""
+    def factor(mult: float) -> Callable[[int], float]:
+        return lambda step: (lr_at(step, opt, train_steps) / opt.lr
+                             * lr_mult_at(step, mult, lev_schedule, opt, train_steps) / mult)
+
+    return [factor(group["lr"] / opt.lr) for group in optimizer.param_groups]

@@ -51,7 +51,7 @@ from pretrain.runtime.stopping import ExitCode, StopController, StopReason
 from pretrain.runtime.watchdog import Watchdog
 from pretrain.training.model import build_model, count_parameters, layer_spec
 from pretrain.training.optimizer import build_optimizer
-from pretrain.training.schedule import lr_at, lr_mult_at
+from pretrain.training.schedule import lr_factors
 from pretrain.training.startup import startup_block
 
 __all__ = ["NonFiniteLossError", "Trainer", "build_engine", "deepspeed_config"]
@@ -121,15 +121,9 @@ def build_engine(config: Config, dp_size: int):
         args = types.SimpleNamespace(device_rank=torch.cuda.current_device())
     opt = config.optimizer
     optimizer = build_optimizer(model, opt)
-    steps, lev_schedule = config.train.train_steps, config.lev.lr_mult_schedule
-
-    def group_lambda(mult: float):
-        # LambdaLR multiplies each group's initial lr (opt.lr * mult) by this factor.
-        return lambda step: (lr_at(step, opt, steps) / opt.lr
-                             * lr_mult_at(step, mult, lev_schedule, opt, steps) / mult)
-
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, [group_lambda(g["lr"] / opt.lr) for g in optimizer.param_groups])
+        optimizer, lr_factors(optimizer, opt, config.lev.lr_mult_schedule,
+                              config.train.train_steps))
     engine, _, _, scheduler = deepspeed.initialize(
         args=args, model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(config, dp_size), mpu=MegatronMPU(), dist_init_required=False)

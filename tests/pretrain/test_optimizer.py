@@ -1,5 +1,8 @@
 """Weight decay: matrices only; never norms, 1-D parameters or LEV's multiplicative factors."""
 
+import pytest
+import torch
+
 from pretrain.config import OptimizerConfig
 from pretrain.training.optimizer import build_optimizer
 from tests.workers.lev_cases import build_lev
@@ -58,3 +61,35 @@ def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
     assert out.returncode == 0, out.stderr[-3000:]
     mults = json.loads(out.stdout.strip().splitlines()[-1])
     assert mults == {"codebooks": 30.0, "mode_weights": 30.0, "projection": None}
+
+
+def test_a_cosine_lr_multiplier_decays_from_lr_mult_to_one_with_the_schedule():
+    from pretrain.config import OptimizerConfig
+    from pretrain.training.schedule import lr_mult_at
+
+    opt = OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    mult = [lr_mult_at(s, 30.0, "cosine", opt, 110) for s in (0, 9, 60, 110, 200)]
+    assert mult[:2] == [30.0, 30.0]  # warm-up keeps the full multiplier
+    assert mult[2] == pytest.approx(15.5)  # halfway through the decay
+    assert mult[3:] == [1.0, 1.0]
+    assert [lr_mult_at(s, 30.0, "constant", opt, 110) for s in (0, 110)] == [30.0, 30.0]
+
+
+def test_the_scheduler_moves_lev_groups_with_their_multiplier_and_the_rest_with_the_schedule():
+    from pretrain.training.schedule import lr_at, lr_factors, lr_mult_at
+
+    opt = OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup_steps=2)
+    lev = build_lev()
+    for p in (lev.codebooks, lev.mode_weights):
+        p.lr_mult = 30.0  # what the model builder sets from lev.lr_mult
+    optimizer = build_optimizer(lev, opt)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(optimizer, opt, "cosine", 12))
+    for _ in range(7):
+        optimizer.step()
+        scheduler.step()
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    base = lr_at(7, opt, 12)
+    assert group_of[id(lev.projection)]["lr"] == pytest.approx(base)
+    assert group_of[id(lev.codebooks)]["lr"] == pytest.approx(
+        base * lr_mult_at(7, 30.0, "cosine", opt, 12))
+    assert 1.0 < lr_mult_at(7, 30.0, "cosine", opt, 12) < 30.0

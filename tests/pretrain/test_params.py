@@ -19,23 +19,33 @@ OVERHEAD = re.compile(r"^(lev|untied) overhead over tied: ([+-]\d+\.\d+) %$")
 COLUMNS = ("total", "backbone", "input_embedding", "output_head", "lev")
 
 
+RELATIVE = re.compile(r"^LEV relative size: (\d+\.\d+) % of the tied table, num_modes/vocab "
+                      r"(\d+\.\d+) %, (\d+\.\d+) LEV parameters per vocabulary entry$")
+
+
 @cache
-def printed(config: str) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
-    """Run the CLI once per config; its table rows and overhead lines, parsed."""
+def stdout(config: str) -> str:
+    """Run the CLI once per config."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     proc = subprocess.run([sys.executable, "-m", "pretrain.params", "--config", config],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def printed(config: str) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """The CLI's table rows and overhead lines, parsed."""
     rows, overheads = {}, {}
-    for line in proc.stdout.splitlines():
+    out = stdout(config)
+    for line in out.splitlines():
         if m := ROW.match(line.strip()):
             rows[m[1]] = {c: int(v.replace(",", "")) for c, v in zip(COLUMNS, m.groups()[1:],
                                                                       strict=True)}
         elif m := OVERHEAD.match(line.strip()):
             overheads[m[1]] = float(m[2])
-    assert set(rows) == {"lev", "tied", "untied"}, proc.stdout
-    assert set(overheads) == {"lev", "untied"}, proc.stdout
+    assert set(rows) == {"lev", "tied", "untied"}, out
+    assert set(overheads) == {"lev", "untied"}, out
     return rows, overheads
 
 
@@ -130,3 +140,23 @@ def test_isoparametric_tied_widening_matches_the_lev_count_within_one_percent(co
     tied_base = next(int(line.split()[1].replace(",", "")) for line in proc.stdout.splitlines()
                      if line.startswith("tied "))
     assert tied_total == tied_base + 3 * m_cfg.hidden_size * m_cfg.num_layers * (ffn - base_ffn)
+
+
+@pytest.mark.parametrize("config", ["pretrain/configs/tiny_lev.yaml", "pretrain/configs/lev_1b2.yaml"])
+def test_the_lev_relative_size_is_printed_in_each_reading(config):
+    rows, _ = printed(config)
+    m = next(RELATIVE.match(line) for line in stdout(config).splitlines() if RELATIVE.match(line))
+    cfg = load_config(REPO / config)
+    lev, table = rows["lev"]["lev"], rows["tied"]["input_embedding"]
+    assert float(m[1]) == pytest.approx(100 * lev / table, abs=0.005)
+    assert float(m[2]) == pytest.approx(100 * cfg.lev.num_modes / cfg.model.vocab_size, abs=0.005)
+    assert float(m[3]) == pytest.approx(lev / cfg.model.vocab_size, abs=0.05)
+
+
+def test_tiny_lev_and_lev_1b2_train_lev_at_relative_sizes_within_2x():
+    def ratio(config: str) -> float:
+        rows, _ = printed(config)
+        return rows["lev"]["lev"] / rows["tied"]["input_embedding"]
+
+    tiny, big = ratio("pretrain/configs/tiny_lev.yaml"), ratio("pretrain/configs/lev_1b2.yaml")
+    assert 0.5 <= tiny / big <= 2.0

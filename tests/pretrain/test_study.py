@@ -97,3 +97,37 @@ def test_your_own_shards_set_the_vocabulary_and_sequence_length_of_the_compariso
 
     # The fixture's tokenizer has 384 ids (a multiple of 128) and seq_length 32.
     assert data_overrides(shard_dir) == ["model.vocab_size=384", "model.seq_length=32"]
+
+
+@pytest.mark.multiproc
+def test_the_runner_resumes_a_half_finished_study_without_retraining_finished_runs(
+        shard_dir, tmp_path, monkeypatch):
+    import json
+
+    from pretrain.study import runner
+
+    monkeypatch.setitem(runner.EXTERNAL_DATA, "fixture", shard_dir)
+    small = [*runner.data_overrides(shard_dir), "train.train_steps=4", "train.eval_interval=2",
+             "train.eval_samples=8", "train.micro_batch_size=4", "train.global_batch_size=4",
+             "optimizer.warmup_steps=1", "checkpoint.save_interval=2", "checkpoint.keep_last=2"]
+    runs = [r for r in plan_runs("long", ["fixture"], seeds=[1]) if r.variant in ("lev", "tied")]
+    for r in runs:
+        r.overrides += small
+    lev, tied = runs
+    runner.run_plan(tmp_path, runs, jobs=1, nproc=1, evaluate=False)
+    # Interrupt tied after its step-2 checkpoint: drop the final tag, as a kill would.
+    tied_dir = runner.save_dir(tmp_path, tied)
+    (tied_dir / "latest").write_text("step00000002")
+    for path in (tied_dir / "step00000004").iterdir():
+        path.unlink()
+    (tied_dir / "step00000004").rmdir()
+    lev_log = (runner.save_dir(tmp_path, lev) / "train.log").read_text()
+
+    runner.run_plan(tmp_path, runs, jobs=1, nproc=1, evaluate=False)
+
+    assert (runner.save_dir(tmp_path, lev) / "train.log").read_text() == lev_log  # untouched
+    assert "resumed from" in (tied_dir / "train.log").read_text()
+    lines = [json.loads(x) for x in (tmp_path / "long" / "results.jsonl").read_text().splitlines()]
+    assert [(x["arm"], x["trained"]) for x in lines] == [("lev", True), ("tied", True),
+                                                         ("tied", True)]
+    assert [step for step, _ in lines[-1]["val_curve"]] == [2, 4]
