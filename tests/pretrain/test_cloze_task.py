@@ -1,8 +1,7 @@
 """The offline lm-eval task: which passages become cloze items, and how scores are tabulated."""
 
-from pretrain.study.cloze import cloze_table
-
 from pretrain.evaluation.cloze_task import cloze_item
+from pretrain.study.cloze import cloze_table
 
 
 def test_the_target_is_the_last_sentence_final_word_with_its_space():

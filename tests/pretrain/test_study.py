@@ -67,10 +67,9 @@ def _evaluated(ppl: float, seed: int, embedding: str, params: int) -> dict:
 
 
 def test_the_study_page_tabulates_sweep_and_confirmation_from_the_evaluations(tmp_path):
-    from pretrain.study.report import write_study_report
-
     from pretrain.evaluation.buckets import frequency_buckets
     from pretrain.evaluation.report import write_report
+    from pretrain.study.report import write_study_report
 
     spec = frequency_buckets(np.array([0, 1, 1, 9, 9]), num_buckets=2)
     out = tmp_path / "runs"
