@@ -2,8 +2,14 @@
 # Installs everything the tests need (Python stack + Slurm/munge for the local-Slurm
 # tests) and runs the whole suite. This is what CI runs (.ci/run).
 #
-#   bash scripts/test.sh                            # everything
+#   bash scripts/test.sh                            # everything (what CI runs)
 #   bash scripts/test.sh -k resume tests/pretrain   # arguments go to pytest
+#   bash scripts/test.sh --quick                    # the developer loop: single-process
+#                                                   # tests only, no install step
+#
+# --quick deselects the tests marked multiproc (several real processes), slurm, venv and
+# slow (pyproject.toml lists the markers); run the full command once first so the stack
+# is installed. Both print the 25 slowest tests.
 #
 # LEV_REQUIRE_SLURM=1 is set: the Slurm tests fail rather than skip without slurm-wlm.
 set -euo pipefail
@@ -13,6 +19,11 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   exit 0
 fi
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  exec python3 -m pytest -q --durations=25 -m "not multiproc and not slurm and not venv and not slow" "$@"
+fi
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -28,4 +39,4 @@ bash scripts/install.sh
 
 # Slurm tests must run in CI, never silently skip.
 export LEV_REQUIRE_SLURM=1
-exec python3 -m pytest -q "$@"
+exec python3 -m pytest -q --durations=25 "$@"

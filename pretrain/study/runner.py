@@ -7,7 +7,7 @@
     python -m pretrain.study report  --out runs/study --results docs/results/lev_study
     python -m pretrain.study long    --out runs/study --lrs 5e-4 1e-3 2e-3   # issue 20:
                                      # 3000 steps, validation curves, every arm on one lr grid
-    python -m pretrain.study trend   --out runs/study --results docs/results/lev_long
+    python -m pretrain.study trend   --out runs/study --results docs/results/lev_long [--of compare]
 
 A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
 Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
@@ -341,6 +341,11 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
             if "error" not in line:
                 log.info("%s done in %.0f s: subset val loss %s", run.name, line["wall_s"],
                          line["final_subset_val_loss"])
+    if plan in ("compare", "long"):
+        # LEV's gap to each baseline over training, with its verdict (pretrain/study/trend.py).
+        from pretrain.study.trend import write_trend_report
+
+        log.info("%s: %s", plan, write_trend_report(results, out / plan / "trend"))
     if evaluate:
         for corpus in sorted({r.corpus for r in runs}):
             report = evaluate_corpus(out, plan, corpus, [r for r in runs if r.corpus == corpus],
@@ -385,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
     parser.add_argument("--no-cloze", action="store_true",
                         help="compare: skip the offline lm-eval task (export + lm_eval per run)")
+    parser.add_argument("--of", default="long", choices=sorted(PLANS),
+                        help="trend: the plan whose validation curves are fitted")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report / trend: where the summary goes")
     args = parser.parse_args(argv)
@@ -398,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan == "trend":
         from pretrain.study.trend import write_trend_report
 
-        print(write_trend_report(out / "long" / "results.jsonl", Path(args.results)))
+        print(write_trend_report(out / args.of / "results.jsonl", Path(args.results)))
         return 0
     corpora = args.corpora
     if args.data_path:

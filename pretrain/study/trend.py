@@ -58,12 +58,15 @@ class GapTrend:
     def sentence(self) -> str:
         """One plain line for a report."""
         side = "leads" if self.final_gap < 0 else "trails"
-        direction = {"grows": "LEV gains ground", "shrinks": "LEV loses ground",
-                     "holds": "no trend beyond the noise"}[self.verdict]
+        direction = _MEANING[self.verdict]
         return (f"LEV {side} by {abs(self.final_gap):.3f} nats at step {self.window[1]}; over "
                 f"steps {self.window[0]}-{self.window[1]} its advantage changes by "
                 f"{self.slope_per_1k:+.3f} ± {self.stderr_per_1k:.3f} nats per 1000 steps "
                 f"({self.verdict}: {direction}; {self.seeds} seed(s))")
+
+
+_MEANING = {"grows": "LEV gains ground", "shrinks": "LEV loses ground",
+            "holds": "no trend beyond the noise"}
 
 
 def gap_curve(lev: Curve, baseline: Curve) -> Curve:
@@ -174,7 +177,7 @@ def write_trend_report(results: Path, out: Path, baselines: tuple[str, ...] = (
         best = best_lr_arms(arms, corpus)
         levs = sorted(v for v in best if v.startswith("lev"))
         lines += [f"## {corpus}", "", "| LEV arm | baseline arm | seeds | final gap (nats) | "
-                  "advantage slope / 1k steps | verdict |", "|---|---|---:|---:|---:|---|"]
+                  "LEV's advantage, slope per 1k steps | verdict (second half) |", "|---|---|---:|---:|---:|---|"]
         fig, ax = plt.subplots(figsize=(7, 4))
         for lev in levs:
             for base in baselines:
@@ -192,7 +195,7 @@ def write_trend_report(results: Path, out: Path, baselines: tuple[str, ...] = (
                     continue
                 lines.append(f"| {best[lev]} | {best[base]} | {len(seeds)} | "
                              f"{trend.final_gap:+.3f} | {trend.slope_per_1k:+.3f} ± "
-                             f"{trend.stderr_per_1k:.3f} | {trend.verdict} |")
+                             f"{trend.stderr_per_1k:.3f} | {trend.verdict}: {_MEANING[trend.verdict]} |")
                 tps = _tokens_per_step(a[seeds[0]])
                 gaps = [gap_curve(*p) for p in pairs]
                 steps = sorted(set.intersection(*(set(g) for g in gaps)))

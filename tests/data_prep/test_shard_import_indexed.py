@@ -85,6 +85,7 @@ def test_import_keeps_the_token_stream_and_documents(tmp_path, megatron_dataset,
     assert entry["bin_sha256"] == hashlib.sha256(Path(f"{prefix}.bin").read_bytes()).hexdigest()
 
 
+@pytest.mark.multiproc
 def test_import_output_is_the_same_for_any_rank_count(tmp_path, megatron_dataset, tokenizer):
     prefix, docs, _ = megatron_dataset
     flags = ("--val-fraction", "0.1", "--unit-size-mb", "0.02")

@@ -103,7 +103,7 @@ FULL = (50304, 2048, dict(num_coords=2, seed_dim=16, grid_size=16, num_modes=102
 
 @pytest.mark.parametrize(
     "vocab,hidden,lev_shape,shared",
-    [(*TINY, False), (*TINY, True), (*FULL, False)],
+    [(*TINY, False), (*TINY, True), pytest.param(*FULL, False, marks=pytest.mark.slow)],
     ids=["tiny", "tiny-shared", "1b2"],
 )
 def test_init_statistics_over_the_whole_vocabulary(vocab, hidden, lev_shape, shared):
