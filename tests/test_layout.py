@@ -92,3 +92,10 @@ def test_no_tracked_file_over_2_mb_outside_docs_results():
              if name and not name.startswith("docs/results/") and (REPO / name).is_file()
              and (REPO / name).stat().st_size > MAX_TRACKED_BYTES]
     assert not large
+
+
+def test_data_prep_and_megatron_patches_never_import_pretrain():
+    below = [f"{mod} -> {target}" for mod, targets in _imports().items()
+             if mod.split(".")[0] in ("data_prep", "megatron_patches")
+             for target in targets if target.startswith("pretrain")]
+    assert not below
