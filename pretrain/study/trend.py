@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "fit_gap_trend", "gap_curve",
-           "write_trend_report"]
+__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "effective_parameter_multiplier",
+           "fit_gap_trend", "gap_curve", "write_trend_report"]
 
 Curve = dict[int, float]
 
@@ -116,6 +116,30 @@ def fit_gap_trend(pairs: list[tuple[Curve, Curve]], from_fraction: float = 0.5) 
     return GapTrend(final_gap=-mean_adv[-1], slope_per_1k=slope,
                     stderr_per_1k=max(reg_se, seed_se), seeds=len(gaps),
                     window=(window[0], window[-1]))
+
+
+def effective_parameter_multiplier(baseline: list[tuple[float, float]], params: float,
+                                   loss: float) -> float:
+    """How many times ``params`` a baseline model would need to reach ``loss``.
+
+    The paper's v1 reading ("LEV behaves as a dense model with 1.47-2.11x more
+    parameters"): fit ``loss = a * N ** -b`` through the baseline's (N, loss) points of one
+    token budget (least squares in log-log), solve it for the model's loss, divide by its
+    own parameter count. > 1: the model is worth more than its parameters; < 1: less.
+
+    Raises:
+        ValueError: fewer than two baseline sizes, or a fit in which loss does not fall
+            with size (nothing to extrapolate along).
+    """
+    if len({n for n, _ in baseline}) < 2:
+        raise ValueError("the baseline needs at least two model sizes")
+    slope, _ = _ols([math.log(n) for n, _ in baseline], [math.log(v) for _, v in baseline])
+    if slope >= 0:
+        raise ValueError(f"baseline loss does not fall with size (log-log slope {slope:+.3f})")
+    log_n = statistics.fmean(math.log(n) for n, _ in baseline)
+    log_l = statistics.fmean(math.log(v) for _, v in baseline)
+    n_eff = math.exp(log_n + (math.log(loss) - log_l) / slope)
+    return n_eff / params
 
 
 def arm_curves(results: Path) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:

@@ -77,3 +77,23 @@ def test_each_variant_is_compared_at_its_own_best_grid_lr(tmp_path):
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     arms = arm_curves(results)
     assert best_lr_arms(arms, "c") == {"tied-iso": "tied-iso@lr2e-03"}
+
+
+def test_a_model_that_matches_a_twice_larger_baseline_is_worth_two_times_its_parameters():
+    from pretrain.study.trend import effective_parameter_multiplier
+
+    def tied(n: float) -> float:
+        return 10.0 * n ** -0.1
+
+    points = [(1e6, tied(1e6)), (4e6, tied(4e6)), (16e6, tied(16e6))]
+    assert effective_parameter_multiplier(points, 3e6, tied(6e6)) == pytest.approx(2.0)
+    assert effective_parameter_multiplier(points, 3e6, tied(1.5e6)) == pytest.approx(0.5)
+
+
+def test_a_multiplier_needs_a_baseline_that_improves_with_size():
+    from pretrain.study.trend import effective_parameter_multiplier
+
+    with pytest.raises(ValueError, match="two model sizes"):
+        effective_parameter_multiplier([(1e6, 4.0)], 1e6, 3.9)
+    with pytest.raises(ValueError, match="does not fall"):
+        effective_parameter_multiplier([(1e6, 4.0), (2e6, 4.1)], 1e6, 3.9)
