@@ -140,6 +140,14 @@ class Run:
     iso_reference: list[str] | None = None
     #: peak learning rate of an lr grid (``--lrs``); None: the config's
     lr: float | None = None
+    #: the shape, when ``--shape`` replaces the plan's own (runs of another shape live in
+    #: their own plan directory, so they can never be mistaken for finished ones)
+    shape: str | None = None
+
+    @property
+    def plan_dir(self) -> str:
+        """``OUT/<plan_dir>`` holds this run: the plan, or ``plan@shape`` for another shape."""
+        return self.plan if self.shape is None else f"{self.plan}@{self.shape}"
 
     @property
     def arm(self) -> str:
@@ -157,6 +165,7 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
     """The runs of ``plan`` (seeds outermost, so an early stop leaves whole seeds; then
     corpora, lrs and variants, so the first runs done are each LEV and its baselines)."""
     shape_name, variants, plan_seeds = PLANS[plan]
+    other_shape = shape if shape not in (None, shape_name) else None
     shape_name = shape or shape_name
     variants = [v.format(variant=variant) for v in variants]
     runs = []
@@ -172,7 +181,8 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
                         extra = [*STUDY_BASELINE, *extra]
                     runs.append(Run(plan, corpus, v, seed,
                                     [*SHAPES[shape_name], *extra, *lr_overrides,
-                                     f"train.seed={seed}", f"data.shuffle_seed={seed}"], lr=lr))
+                                     f"train.seed={seed}", f"data.shuffle_seed={seed}"], lr=lr,
+                                    shape=other_shape))
     reference = next((r.overrides for r in runs if r.variant.startswith("lev")), None)
     for r in runs:
         if r.variant == "tied-iso":
@@ -250,7 +260,7 @@ def _isoparametric_override(run: Run) -> list[str]:
 
 
 def save_dir(out: Path, run: Run) -> Path:
-    return out / run.plan / run.corpus / run.arm / f"seed{run.seed}"
+    return out / run.plan_dir / run.corpus / run.arm / f"seed{run.seed}"
 
 
 def _finished(path: Path, steps: int) -> bool:
@@ -290,15 +300,16 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
             if '"val_loss"' in line]
     # One point per step: a resumed run re-evaluates the steps after its last checkpoint.
     curve = {v["step"]: round(v["val_loss"], 5) for v in vals}
-    return {"plan": run.plan, "corpus": run.corpus, "variant": run.variant, "lr": run.lr,
-            "arm": run.arm, "seed": run.seed, "save_dir": str(path), "overrides": overrides,
+    return {"plan": run.plan, "shape": run.shape, "corpus": run.corpus, "variant": run.variant,
+            "lr": run.lr, "arm": run.arm, "seed": run.seed, "save_dir": str(path), "overrides": overrides,
             "steps": steps, "final_subset_val_loss": vals[-1]["val_loss"] if vals else None,
             "val_curve": sorted(curve.items()),
             "wall_s": round(time.monotonic() - start, 1), "trained": trained}
 
 
 def evaluate_corpus(out: Path, plan: str, corpus: str, runs: list[Run], nproc: int) -> Path:
-    """``pretrain.evaluate`` with one ``--variant`` group per variant; returns the report dir."""
+    """``pretrain.evaluate`` with one ``--variant`` group per arm; returns the report dir
+    (``plan`` is the runs' plan directory)."""
     report = out / plan / corpus / "report"
     groups: dict[str, list[str]] = {}
     for run in runs:
@@ -319,9 +330,9 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
              cloze: bool = True) -> None:
     """Train every run (``jobs`` at a time), log results, then evaluate per corpus (and, for
     ``compare``, score the offline lm-eval task, ``pretrain/study/cloze.py``)."""
-    plan = runs[0].plan
-    (out / plan).mkdir(parents=True, exist_ok=True)
-    results = out / plan / "results.jsonl"
+    plan, plan_dir = runs[0].plan, runs[0].plan_dir
+    (out / plan_dir).mkdir(parents=True, exist_ok=True)
+    results = out / plan_dir / "results.jsonl"
     for corpus in sorted({r.corpus for r in runs}):
         prepare_corpus(out, corpus)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -345,11 +356,11 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
         # LEV's gap to each baseline over training, with its verdict (pretrain/study/trend.py).
         from pretrain.study.trend import write_trend_report
 
-        log.info("%s: %s", plan, write_trend_report(results, out / plan / "trend"))
+        log.info("%s: %s", plan_dir, write_trend_report(results, out / plan_dir / "trend"))
     if evaluate:
         for corpus in sorted({r.corpus for r in runs}):
-            report = evaluate_corpus(out, plan, corpus, [r for r in runs if r.corpus == corpus],
-                                     nproc=jobs)
+            report = evaluate_corpus(out, plan_dir, corpus,
+                                     [r for r in runs if r.corpus == corpus], nproc=jobs)
             log.info("%s %s: %s", plan, corpus, report / "report.md")
             if plan == "compare" and cloze:
                 from pretrain.study.cloze import score_corpus
@@ -390,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
     parser.add_argument("--no-cloze", action="store_true",
                         help="compare: skip the offline lm-eval task (export + lm_eval per run)")
-    parser.add_argument("--of", default="long", choices=sorted(PLANS),
-                        help="trend: the plan whose validation curves are fitted")
+    parser.add_argument("--of", default="long",
+                        help="trend: the plan directory whose validation curves are fitted "
+                             "(a plan, or PLAN@SHAPE for runs trained with --shape)")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report / trend: where the summary goes")
     args = parser.parse_args(argv)

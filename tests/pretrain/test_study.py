@@ -130,3 +130,17 @@ def test_the_runner_resumes_a_half_finished_study_without_retraining_finished_ru
     assert [(x["arm"], x["trained"]) for x in lines] == [("lev", True), ("tied", True),
                                                          ("tied", True)]
     assert [step for step, _ in lines[-1]["val_curve"]] == [2, 4]
+
+
+def test_runs_of_another_shape_never_share_a_directory_with_the_plans_own():
+    from pathlib import Path
+
+    from pretrain.study.runner import save_dir
+
+    own = plan_runs("long", ["shakespeare"], seeds=[1])[0]
+    wider = plan_runs("long", ["shakespeare"], seeds=[1], shape="long-d256")[0]
+    same = plan_runs("long", ["shakespeare"], seeds=[1], shape="long")[0]
+    assert (own.name, wider.name) == ("shakespeare/lev/seed1", "shakespeare/lev/seed1")
+    assert save_dir(Path("o"), own) == save_dir(Path("o"), same) == Path("o/long/shakespeare/lev/seed1")
+    assert save_dir(Path("o"), wider) == Path("o/long@long-d256/shakespeare/lev/seed1")
+    assert "model.hidden_size=256" in wider.overrides
