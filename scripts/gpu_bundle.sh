@@ -4,18 +4,21 @@
 #
 #   bash scripts/gpu_bundle.sh [OUT_DIR]        # default gpu_bundle/ (git-ignored)
 #
-# The GPU host (the device tool's nvidia-h200 kind, /work/.library/device/KINDS.md) has
-# torch 2.11 + CUDA 13, numpy, packaging, psutil, py-cpuinfo, msgpack, ninja, einops, tqdm,
-# pyyaml, typing-extensions, tokenizers, pyarrow, transformers, mpi4py; it has no network
-# and none of the packages below. Versions are the ones the CPU test suite runs with
-# (requirements.txt and what pip resolved on this machine), one version of each.
+# The GPU host (the device tool's nvidia-h100-x1 and nvidia-h200 kinds, one image,
+# /work/.library/device/KINDS.md) has torch 2.11 + CUDA 13, numpy, packaging, psutil,
+# py-cpuinfo, msgpack, ninja, einops, tqdm, pyyaml, tokenizers, pyarrow, transformers,
+# mpi4py; it has no network and none of the packages below. Versions are the ones the CPU
+# test suite runs with (requirements.txt and what pip resolved on this machine), one
+# version of each. typing-extensions is on the host too, but pydantic-core 2.46 needs
+# >= 4.14.1 (`Sentinel`) and the host's version is not ours to assume: the bundle's copy
+# comes first on PYTHONPATH, and the check's JSON names the copy that was imported.
 #
 # Nothing is installed into this machine's Python: binary wheels come straight from PyPI
 # for the target's tags, and DeepSpeed (an sdist only) is built in pip's isolated build
 # environment, which holds no torch, so no op is compiled and no CUDA is involved
 # (DS_BUILD_OPS=0 says so explicitly): a py3-none-any wheel whose ops would JIT-compile on
 # first use (the training path uses torch's AdamW and needs none).
-# The result is checked (`scripts/gpu_check.py bundle-check`: tags, one version each,
+# The result is checked (`scripts/gpu_check bundle-check`: tags, one version each,
 # dependencies covered, no compiled DeepSpeed ops, <= 64 MiB, the device tool's limit on
 # what travels with a run) before it replaces OUT_DIR; any failure leaves OUT_DIR as it was.
 set -euo pipefail
@@ -34,6 +37,7 @@ wheels=(
   pydantic-core==2.46.4      # pydantic pins this exact version
   annotated-types==0.7.0     # pydantic
   typing-inspection==0.4.2   # pydantic
+  typing-extensions==4.16.0  # pydantic, pydantic-core (>= 4.14.1); the host's may be older
 )
 deepspeed=deepspeed==0.19.8
 
@@ -55,7 +59,7 @@ DS_BUILD_OPS=0 python3 -m pip wheel --quiet --no-deps --wheel-dir "$staging/whee
   "$staging"/sdist/deepspeed-*.tar.gz
 
 echo "== checking the bundle"
-python3 scripts/gpu_check.py bundle-check "$staging/wheels"
+python3 scripts/gpu_check bundle-check "$staging/wheels"
 
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"

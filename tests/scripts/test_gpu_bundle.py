@@ -1,4 +1,4 @@
-"""``scripts/gpu_check.py bundle-check``: what scripts/gpu_bundle.sh checks before it replaces
+"""``python scripts/gpu_check bundle-check``: what scripts/gpu_bundle.sh checks before it replaces
 the bundle, and scripts/gpu_check.sh before it installs one on the GPU host.
 
 gpu_bundle.sh itself downloads from PyPI, so it is not run here; these tests build small,
@@ -38,7 +38,8 @@ def make_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any",
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    """The shape of what gpu_bundle.sh builds: the five projects and their missing needs."""
+    """The shape of what gpu_bundle.sh builds: the five projects, their missing needs, and
+    the pinned typing-extensions."""
     folder = tmp_path / "gpu_bundle"
     folder.mkdir()
     make_wheel(folder, "megatron-core", "0.16.1", CP312, ("torch>=2.6.0", "numpy",
@@ -54,18 +55,19 @@ def bundle(tmp_path: Path) -> Path:
     for name, version in (("webdataset", "1.0.2"), ("wids", "0.1.11")):
         make_wheel(folder, name, version, requires=("braceexpand", "numpy", "pyyaml"))
     make_wheel(folder, "braceexpand", "0.1.7", "py2.py3-none-any")
+    make_wheel(folder, "typing-extensions", "4.16.0")
     return folder
 
 
 def bundle_check(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/gpu_check.py", "bundle-check", str(folder)],
+    return subprocess.run([sys.executable, "scripts/gpu_check", "bundle-check", str(folder)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def test_a_complete_bundle_for_cpython_3_12_passes(bundle):
     done = bundle_check(bundle)
     assert done.returncode == 0, done.stderr
-    assert "ok: 9 wheels" in done.stdout
+    assert "ok: 10 wheels" in done.stdout
 
 
 def test_two_versions_of_one_project_are_refused(bundle):
@@ -120,3 +122,28 @@ def test_a_bundle_over_64_mib_is_refused(bundle):
     done = bundle_check(bundle)
     assert done.returncode == 1
     assert "over the 64 MiB a device run carries" in done.stderr
+
+
+def test_a_bundle_without_its_own_typing_extensions_is_refused(bundle):
+    (bundle / "typing_extensions-4.16.0-py3-none-any.whl").unlink()
+    done = bundle_check(bundle)
+    assert done.returncode == 1
+    assert "typing-extensions is missing from" in done.stderr
+
+
+def test_a_typing_extensions_older_than_pydantic_core_needs_is_refused(bundle):
+    (bundle / "typing_extensions-4.16.0-py3-none-any.whl").unlink()
+    make_wheel(bundle, "typing-extensions", "4.12.2")
+    done = bundle_check(bundle)
+    assert done.returncode == 1
+    assert (f"pydantic_core-2.46.4-{CP312}.whl needs typing-extensions>=4.14.1; the bundle "
+            "has typing-extensions 4.12.2") in done.stderr
+
+
+def test_gpu_bundle_sh_pins_a_typing_extensions_pydantic_core_accepts():
+    from packaging.specifiers import SpecifierSet
+
+    pins = [line.split()[0] for line in (REPO / "scripts/gpu_bundle.sh").read_text().splitlines()
+            if line.strip().startswith("typing-extensions==")]
+    assert len(pins) == 1
+    assert pins[0].split("==")[1] in SpecifierSet(">=4.14.1")
