@@ -3,7 +3,8 @@
 The same command runs under torchrun, srun and mpiexec (see pretrain/runtime/distributed.py).
 Exit codes are :class:`pretrain.runtime.stopping.ExitCode`: 0 finished, 75 saved after a
 signal or time budget (relaunch to resume), 76 signalled before any step (nothing new to
-save), 77 hang detected by the watchdog, 2 config/data error, 3 non-finite loss. A config
+save), 77 hang detected by the watchdog, 74 checkpoint unreadable at restart (I/O errors;
+relaunch), 2 config/data error, 3 non-finite loss. A config
 or data error prints one line per job (``pretrain/runtime/errors.py``); torchrun itself exits 1
 and names the error and each rank's code in its summary.
 """
@@ -50,8 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Pretrain a LEV / tied / untied GPT (megatron-core + DeepSpeed).",
         epilog=f"Config sections: {', '.join(_SECTIONS)}. Every key is listed, with its "
                f"default and documentation, by --help-config. Exit codes: 0 finished, 2 "
-               f"config/data error, 3 non-finite loss, 75 saved on a signal (relaunch), 76 "
-               f"signalled before any step, 77 hang.")
+               f"config/data error, 3 non-finite loss, 74 checkpoint unreadable (relaunch), 75 "
+               f"saved on a signal (relaunch), 76 signalled before any step, 77 hang.")
     parser.add_argument("--config", help="YAML config (pretrain/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="overrides, values parsed as YAML (also --section.key=value)")
@@ -103,32 +104,38 @@ def main(argv: list[str] | None = None) -> int:
         stopper.restore()
         return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
 
-    from pretrain.checkpoint.manager import CheckpointMismatchError
+    from pretrain.checkpoint.manager import CheckpointMismatchError, CheckpointUnreadableError
     from pretrain.data.shards import DataMismatchError, ShardIndexError, ShardsNotFoundError
     from pretrain.runtime.distributed import destroy_distributed
-    from pretrain.runtime.watchdog import Watchdog
+    from pretrain.runtime.watchdog import StepTimeout, Watchdog
     from pretrain.training.trainer import NonFiniteLossError, Trainer
 
     user_errors = (ConfigError, DataMismatchError, ShardsNotFoundError, ShardIndexError,
                    CheckpointMismatchError)
     try:
         stopper.set_time_budget(config.train.exit_duration_mins)
-        watchdog = Watchdog(config.watchdog.timeouts(),
-                            Path(config.checkpoint.save_dir) / ".heartbeats",
-                            rank=detect_rank_layout().rank).start()
+        w = config.watchdog
+        watchdog = Watchdog(w.timeouts(), Path(config.checkpoint.save_dir) / ".heartbeats",
+                            rank=detect_rank_layout().rank,
+                            step_timeout=StepTimeout(w.step_timeout_multiple,
+                                                     w.step_timeout_floor_s)).start()
         watchdog.enter("setup")
         trainer = Trainer(config, stopper, watchdog)
         trainer.setup()
         return int(trainer.train())
     except user_errors as exc:
         return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
+    except CheckpointUnreadableError as exc:
+        return report("pretrain.train", exc, int(ExitCode.IO_ERROR))
     except NonFiniteLossError as exc:
         return report("pretrain.train", exc, int(ExitCode.NON_FINITE))
     finally:
+        # From here to the process's end a signal (a second scancel, the time limit's TERM
+        # after USR1) is ignored instead of killing a rank that has saved
+        # (pretrain/runtime/stopping.py); SIGKILL still ends a teardown that hangs.
+        stopper.ignore_until_exit()
         if trainer is not None:
             trainer.close()
-        else:
-            stopper.restore()
         destroy_distributed()
 
 

@@ -19,6 +19,13 @@ Every file is fsynced by the rank that wrote it before the marker is written, an
 re-checks the files against the marker (each rank stats all and checksums its share): a
 tag that a node crash truncated is skipped, loudly and on every rank alike, in favour of
 the previous complete one. Rank 0 decides and broadcasts; no rank lists on its own.
+
+A restart changes nothing on disk until it has saved again: a damaged tag is skipped in
+memory and set aside only by the next successful save. A read that fails with an I/O
+error (not a missing file, a wrong size or checksum) is retried, and a tag that stays
+unreadable stops the run with a retryable error instead of being passed over, since the
+file system, not the tag, is likely at fault. A save_dir that holds no checkpoint while
+``abandoned/`` does is not a fresh start unless ``checkpoint.ignore_abandoned`` says so.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ import shutil
 import signal
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +55,8 @@ from pretrain.runtime.distributed import all_gather_object, broadcast_object
 __all__ = [
     "CheckpointManager",
     "CheckpointMismatchError",
+    "CheckpointUnreadableError",
+    "TagCheck",
     "capture_rng",
     "check_compatible",
     "file_crc32",
@@ -63,6 +74,23 @@ _TAG = re.compile(r"^step(\d{8})$")
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint was written for another model shape or another data set."""
+
+
+class CheckpointUnreadableError(OSError):
+    """A checkpoint could not be read for I/O errors after retries (exit 74: relaunch)."""
+
+
+@dataclass(slots=True)
+class TagCheck:
+    """What verifying a tag found: damage (missing file, wrong size or checksum, broken
+    ``meta.json``: skip the tag) and I/O errors (the read itself failed: retry later)."""
+
+    damage: list[str] = field(default_factory=list)
+    io_errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.damage or self.io_errors)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -133,36 +161,64 @@ def file_crc32(path: Path, chunk: int = 1 << 24) -> str:
     return f"{crc:08x}"
 
 
+def _retrying(read: Callable[[], Any], path: Path, attempts: int, rank: int) -> Any:
+    """``read()``, retried after an I/O error (1 s, 2 s, 4 s ... apart); a missing file
+    (FileNotFoundError) is an answer, not an error, and is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _fault_injection_read_error(path, rank)
+            return read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("reading %s failed (%s); retrying in %d s (attempt %d of %d)", path,
+                        exc, 2 ** (attempt - 1), attempt, attempts)
+            time.sleep(2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 def verify_tag_files(tag_dir: Path, files: dict[str, dict[str, Any]], *, rank: int,
-                     world_size: int) -> list[str]:
+                     world_size: int, attempts: int = 3) -> TagCheck:
     """Problems with ``tag_dir``'s files against ``meta.json``'s list, seen from this rank.
 
     Every rank checks every file's existence and size (cheap) and the CRC-32 of its
-    round-robin share, so the ranks together read each file once.
+    round-robin share, so the ranks together read each file once. A read that fails with
+    an I/O error is tried ``attempts`` times before it counts as one.
     """
-    problems = []
+    check = TagCheck()
     for i, (name, expected) in enumerate(sorted(files.items())):
         path = tag_dir / name
         try:
-            size = path.stat().st_size
-        except OSError:
-            problems.append(f"{path} is missing")
-            continue
-        if size != expected["size"]:
-            problems.append(f"{path} has {size} bytes, {META} lists {expected['size']}")
-        elif i % world_size == rank and file_crc32(path) != expected["crc32"]:
-            problems.append(f"{path} fails its CRC-32 check (corrupt)")
-    return problems
+            size = _retrying(lambda p=path: p.stat().st_size, path, attempts, rank)
+            if size != expected["size"]:
+                check.damage.append(f"{path} has {size} bytes, {META} lists {expected['size']}")
+            elif i % world_size == rank and _retrying(
+                    lambda p=path: file_crc32(p), path, attempts, rank) != expected["crc32"]:
+                check.damage.append(f"{path} fails its CRC-32 check (corrupt)")
+        except FileNotFoundError:
+            check.damage.append(f"{path} is missing")
+        except OSError as exc:
+            check.io_errors.append(f"{path} could not be read on rank {rank} ({exc}; "
+                                   f"{attempts} attempts)")
+    return check
 
 
 class CheckpointManager:
     """Saves and finds checkpoints in ``save_dir`` (call every method on every rank)."""
 
-    def __init__(self, save_dir: str | Path, keep_last: int) -> None:
+    def __init__(self, save_dir: str | Path, keep_last: int, *, io_attempts: int = 3,
+                 ignore_abandoned: bool = False) -> None:
         self.save_dir = Path(save_dir)
         self.keep_last = max(1, keep_last)
+        self.io_attempts = max(1, io_attempts)
+        self.ignore_abandoned = ignore_abandoned
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        # Tags a restart skipped as damaged: set aside by the next successful save, not
+        # before (until then nothing on disk has changed, whatever went wrong).
+        self.skipped: list[str] = []
 
     @staticmethod
     def tag_for(step: int) -> str:
@@ -207,10 +263,17 @@ class CheckpointManager:
         """The tag directory to resume from, or ``None`` to start fresh (same on every rank).
 
         ``auto``: the newest complete tag whose files match its ``meta.json`` on every
-        rank; a tag that fails is skipped with a warning naming the file. ``meta.json`` is
-        the only commit marker (``latest`` is a hint for people and tools). ``none``: start
-        fresh. Anything else: a tag directory, which must be complete and intact.
-        ``set_aside=False`` leaves damaged tags in place (readers such as evaluation).
+        rank; a damaged tag is skipped (in memory) with a warning naming the file.
+        ``meta.json`` is the only commit marker (``latest`` is a hint for people and
+        tools). ``none``: start fresh. Anything else: a tag directory, which must be
+        complete and intact. ``set_aside=True`` (the run that writes here) lets the next
+        successful save move the skipped tags to ``abandoned/`` and refuses step 0 over
+        ``abandoned/``; ``False`` (readers such as evaluation) does neither.
+
+        Raises:
+            CheckpointUnreadableError: a tag could not be read for I/O errors (retryable).
+            CheckpointMismatchError: no tag passed verification, or none is left in
+                save_dir while ``abandoned/`` holds some (a fresh start would lose them).
         """
         if resume == "none":
             return None
@@ -220,43 +283,81 @@ class CheckpointManager:
                 raise CheckpointMismatchError(
                     f"checkpoint.resume={resume}: no complete checkpoint there ({META} missing); "
                     f"use a step* directory from a finished save, 'auto' or 'none'")
-            problems = self._verify(path)
-            if problems:
+            check = self._verify(path)
+            self._raise_if_unreadable(path, check)
+            if check.damage:
                 raise CheckpointMismatchError(
-                    f"checkpoint.resume={resume} is damaged: {problems[0]}"
-                    + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                    + "; resume from another tag or use checkpoint.resume=auto")
+                    f"checkpoint.resume={resume} is damaged: {_summary(check.damage)}; resume "
+                    f"from another tag or use checkpoint.resume=auto")
             return path
         tags = broadcast_object(self.complete_tags() if self.rank == 0 else None)
+        if not tags:
+            if set_aside:
+                self._refuse_fresh_start_over_abandoned()
+            return None
         for tag in reversed(tags):
-            problems = self._verify(self.save_dir / tag)
-            if not problems:
+            check = self._verify(self.save_dir / tag)
+            self._raise_if_unreadable(self.save_dir / tag, check)
+            if check.ok:
                 return self.save_dir / tag
-            log.warning("skipping checkpoint %s: %s%s; trying the previous one", tag,
-                        problems[0], f" (and {len(problems) - 1} more)" if len(problems) > 1
-                        else "")
-            if set_aside and self.rank == 0:  # kept for inspection, out of auto's way
-                log.warning("moved damaged %s to %s", tag, _set_aside(self.save_dir / tag))
-            _barrier()
-        if tags:
-            raise CheckpointMismatchError(
-                f"no checkpoint in {self.save_dir} passed verification ({', '.join(tags)}); "
-                f"see the warnings above, restore the files, or start over with "
-                f"checkpoint.resume=none checkpoint.overwrite=true")
-        return None
+            log.warning("skipping checkpoint %s: %s; trying the previous one (%s stays in "
+                        "place until this run saves)", tag, _summary(check.damage), tag)
+            if set_aside:
+                self.skipped.append(tag)
+        raise CheckpointMismatchError(
+            f"no checkpoint in {self.save_dir} passed verification ({', '.join(tags)}); "
+            f"see the warnings above, restore the files, or start over with "
+            f"checkpoint.resume=none checkpoint.overwrite=true")
 
-    def _verify(self, tag_dir: Path) -> list[str]:
-        """Problems every rank found with ``tag_dir`` (the same list on every rank)."""
+    def _raise_if_unreadable(self, tag_dir: Path, check: TagCheck) -> None:
+        """An I/O error is the file system's, not the tag's: stop (retryable), move nothing."""
+        if check.io_errors:
+            raise CheckpointUnreadableError(
+                f"checkpoint {tag_dir} could not be verified: {_summary(check.io_errors)}. "
+                f"Nothing was moved or deleted; relaunch to retry once the file system "
+                f"recovers (checkpoint.io_attempts={self.io_attempts} per read here)")
+
+    def _refuse_fresh_start_over_abandoned(self) -> None:
+        """A save_dir whose checkpoints are all in ``abandoned/`` is a problem to look at,
+        not a new run: refuse step 0 unless ``checkpoint.ignore_abandoned``."""
+        aside = broadcast_object(self.abandoned_tags() if self.rank == 0 else None)
+        if not aside:
+            return
+        where = self.save_dir / ABANDONED
+        if self.ignore_abandoned:
+            log.warning("no checkpoint in %s but %d in %s/; checkpoint.ignore_abandoned=true: "
+                        "starting from step 0", self.save_dir, len(aside), where)
+            return
+        raise CheckpointMismatchError(
+            f"checkpoint.resume=auto found no checkpoint in {self.save_dir}, but {where}/ "
+            f"holds {', '.join(aside)}: a fresh start would begin at step 0. Move the one to "
+            f"resume from back (mv {where}/{aside[-1]} {self.save_dir}/), or set "
+            f"checkpoint.ignore_abandoned=true to start from step 0")
+
+    def abandoned_tags(self) -> list[str]:
+        """Tags in ``abandoned/`` (as this rank sees them: call on rank 0), oldest first."""
+        where = self.save_dir / ABANDONED
+        if not where.is_dir():
+            return []
+        return sorted(p.name for p in where.iterdir() if _TAG.match(p.name.split(".")[0]))
+
+    def _verify(self, tag_dir: Path) -> TagCheck:
+        """What every rank found with ``tag_dir`` (the same on every rank)."""
+        local = TagCheck()
         try:
-            files = self.read_meta(tag_dir).get("files")
-            if files is None:
-                local = []  # written before meta.json listed files: cannot be checked
-            else:
-                local = verify_tag_files(tag_dir, files, rank=self.rank,
-                                         world_size=self.world_size)
-        except (OSError, ValueError) as exc:
-            local = [f"{tag_dir / META} is unreadable here ({exc})"]
-        return sorted({p for problems in all_gather_object(local) for p in problems})
+            meta = _retrying(lambda: self.read_meta(tag_dir), tag_dir / META, self.io_attempts,
+                             self.rank)
+            if meta.get("files") is not None:  # older tags list no files: nothing to check
+                local = verify_tag_files(tag_dir, meta["files"], rank=self.rank,
+                                         world_size=self.world_size, attempts=self.io_attempts)
+        except (FileNotFoundError, ValueError) as exc:
+            local.damage.append(f"{tag_dir / META} is unreadable here ({exc})")
+        except OSError as exc:
+            local.io_errors.append(f"{tag_dir / META} could not be read on rank {self.rank} "
+                                   f"({exc}; {self.io_attempts} attempts)")
+        found = all_gather_object(local)
+        return TagCheck(damage=sorted({p for c in found for p in c.damage}),
+                        io_errors=sorted({p for c in found for p in c.io_errors}))
 
     def save(self, engine, step: int, meta: dict[str, Any]) -> Path:
         """Write tag ``step``; fsync every file; mark it complete after every rank has."""
@@ -295,8 +396,8 @@ class CheckpointManager:
 
         Complete tags after ``keep`` belong to a timeline this run abandoned by resuming
         from an older checkpoint; left in place, ``auto`` would jump back to them, so they
-        move to ``abandoned/`` (never deleted). Incomplete tags are leftovers of killed
-        saves and are removed.
+        move to ``abandoned/`` (never deleted), as do the tags the restart skipped as
+        damaged. Incomplete tags are leftovers of killed saves and are removed.
         """
         for p in sorted(self.save_dir.iterdir()):
             if not _TAG.match(p.name) or p.name == keep:
@@ -306,6 +407,9 @@ class CheckpointManager:
             elif p.name > keep:
                 log.warning("moved %s to %s: newer than the checkpoint this run continued "
                             "from (an abandoned timeline)", p, _set_aside(p))
+            elif p.name in self.skipped:
+                log.warning("moved damaged %s to %s (skipped at restart)", p, _set_aside(p))
+        self.skipped = []
         complete = [t for t in self.complete_tags() if t <= keep]
         for old in complete[:-self.keep_last]:
             _remove_tag(self.save_dir / old)
@@ -368,6 +472,24 @@ def check_compatible(meta: dict[str, Any], *, model_shape: dict[str, Any],
         log.warning("%s\n(force_resume=true: loading anyway)", message)
         return
     raise CheckpointMismatchError(message)
+
+
+def _summary(problems: list[str]) -> str:
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
+#: Reads failed so far by :func:`_fault_injection_read_error`.
+_injected_read_errors = 0
+
+
+def _fault_injection_read_error(path: Path, rank: int) -> None:
+    """Fail this rank's first N checkpoint reads with EIO if ``LEV_FAULT_READ_EIO`` is
+    ``RANK:N`` (tests: a flaky file system during restart verification)."""
+    global _injected_read_errors
+    who, _, count = os.environ.get("LEV_FAULT_READ_EIO", "").partition(":")
+    if who == str(rank) and _injected_read_errors < int(count or 0):
+        _injected_read_errors += 1
+        raise OSError(5, "Input/output error (fault injection)", str(path))
 
 
 def _fault_injection_point(step: int) -> None:

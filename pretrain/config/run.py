@@ -173,10 +173,32 @@ class CheckpointConfig:
     probe_timeout_s: float = 30.0
     """How long each rank waits to see the others' probe files in save_dir at start-up
     (proves it is one shared directory; NFS caches directory listings for seconds)."""
+    io_attempts: int = 3
+    """Attempts at each checkpoint read that fails with an I/O error while a restart
+    verifies its checkpoint (1 s, 2 s, 4 s ... apart). A missing file, a wrong size or
+    checksum is damage (the tag is skipped); an I/O error still there after these
+    attempts stops the run with exit 74 (retried by the launchers), moving nothing."""
+    lease_timeout_s: float = 60.0
+    """One job writes a save_dir at a time: rank 0 holds ``save_dir/.lease.json`` (job id,
+    host, pid), renewed every quarter of this. A job that finds another live job's lease
+    waits up to this long for it to end, then refuses to start (exit 2) naming that job;
+    a lease of the same (requeued) job, of a process that is gone, or not renewed for
+    this long is taken over. 0: no lease (and no protection)."""
+    ignore_abandoned: bool = False
+    """Let ``resume=auto`` start from step 0 when save_dir holds no checkpoint but
+    ``save_dir/abandoned/`` does. Without it such a start is refused (exit 2): the
+    checkpoints set aside there are this run's history, and a restart that finds nothing
+    else usually means something to look at, not a new run."""
 
     def __post_init__(self) -> None:
         if self.probe_timeout_s <= 0:
             raise ConfigError(f"checkpoint.probe_timeout_s={self.probe_timeout_s} must be > 0")
+        if self.lease_timeout_s < 0:
+            raise ConfigError(f"checkpoint.lease_timeout_s={self.lease_timeout_s} must be >= 0 "
+                              "(0: no lease)")
+        if self.io_attempts < 1:
+            raise ConfigError(f"checkpoint.io_attempts={self.io_attempts} must be >= 1 (1: no "
+                              "retry of a failed read)")
         if self.save_interval < 0:
             raise ConfigError(f"checkpoint.save_interval={self.save_interval} must be >= 0 "
                               "(0: save only at the end and on signals)")
@@ -195,16 +217,37 @@ class WatchdogConfig:
     setup_timeout_s: float = 600.0
     """Set-up: process group, data, model, engine, checkpoint load, and the first step."""
     step_timeout_s: float = 180.0
-    """One optimizer step (all micro-batches), after the first."""
+    """One optimizer step (all micro-batches), after the first: the most a step may take;
+    once steps are measured the timeout is tightened (``step_timeout_multiple``)."""
+    step_timeout_multiple: float = 5.0
+    """After 5 timed steps the step timeout becomes this multiple of the slowest step so
+    far, never below ``step_timeout_floor_s`` nor above ``step_timeout_s``, as
+    nvidia-resiliency-ext's ``safety_factor`` (5) derives its timeouts from observed
+    intervals: at 0.3 s/step a hang is caught after the floor, not after
+    ``step_timeout_s``. 0: always ``step_timeout_s``."""
+    step_timeout_floor_s: float = 60.0
+    """The least step timeout derived from measured steps (room for a slow log write, a
+    garbage collection, a shard opened on a busy file system)."""
     save_timeout_s: float = 420.0
     """One checkpoint save."""
     eval_timeout_s: float = 600.0
     """One validation pass."""
 
     def __post_init__(self) -> None:
-        for name in ("setup_timeout_s", "step_timeout_s", "save_timeout_s", "eval_timeout_s"):
+        for name in ("setup_timeout_s", "step_timeout_s", "save_timeout_s", "eval_timeout_s",
+                     "step_timeout_multiple"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"watchdog.{name}={getattr(self, name)} must be >= 0 (0: off)")
+        if self.step_timeout_multiple and self.step_timeout_floor_s <= 0:
+            raise ConfigError(
+                f"watchdog.step_timeout_floor_s={self.step_timeout_floor_s} must be > 0 while "
+                f"watchdog.step_timeout_multiple={self.step_timeout_multiple} derives the step "
+                f"timeout (set step_timeout_multiple=0 for a fixed step_timeout_s)")
+        if 0 < self.step_timeout_multiple < 2:
+            raise ConfigError(
+                f"watchdog.step_timeout_multiple={self.step_timeout_multiple} would time out "
+                f"ordinary steps that are a little slower than the slowest seen; use >= 2 "
+                f"(default 5), or 0 for a fixed watchdog.step_timeout_s")
 
     def timeouts(self) -> dict[str, float]:
         return {"setup": self.setup_timeout_s, "step": self.step_timeout_s,

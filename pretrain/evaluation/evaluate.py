@@ -31,6 +31,8 @@ import argparse
 import gc
 import json
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,10 +147,15 @@ def _check_tokenizers(data_dir: Path, tags: list[Path]) -> None:
 
 
 def _check_output(output: Path) -> None:
-    """Fail before the (long) evaluation, not after it, if the report cannot be written."""
+    """Fail before the (long) evaluation, not after it, if the report cannot be written.
+
+    Every rank runs this before the process group exists, so each writes its own probe
+    (host and pid in the name): with one shared name a rank could unlink another's probe
+    between that rank's write and unlink and fail a writable directory.
+    """
     try:
         output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write-test"
+        probe = output / f".write-test.{socket.gethostname()}.{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:

@@ -23,6 +23,7 @@ from data_prep.progress import format_duration
 from megatron_patches.deepspeed_elastic import enable_elastic_zero_resume, install_zero_resume
 from megatron_patches.deepspeed_grad_norm import report_zero0_grad_norm
 from megatron_patches.quiet import quiet_deepspeed
+from pretrain.checkpoint.lease import SaveDirLease, lease_save_dir
 from pretrain.checkpoint.manager import CheckpointManager, CheckpointMismatchError, check_compatible
 from pretrain.checkpoint.preflight import (
     check_save_dir_shared,
@@ -95,6 +96,15 @@ def deepspeed_config(config: Config, dp_size: int) -> dict[str, Any]:
     }
 
 
+def _fault_injection_delay(section: str) -> None:
+    """Sleep in ``section`` (``save`` or ``eval``) for the seconds ``LEV_FAULT_DELAY_S``
+    gives as ``SECTION:SECONDS`` (tests: a signal that arrives during a slow save)."""
+    name, _, seconds = os.environ.get("LEV_FAULT_DELAY_S", "").partition(":")
+    if name == section:
+        log.warning("fault injection: %s delayed by %s s", section, seconds)
+        time.sleep(float(seconds))
+
+
 def _fault_injection_nan(loss: torch.Tensor, step: int) -> torch.Tensor:
     """Turn the loss NaN at the steps listed in ``LEV_FAULT_NAN_LOSS_STEPS`` (tests)."""
     steps = os.environ.get("LEV_FAULT_NAN_LOSS_STEPS")
@@ -140,6 +150,9 @@ class Trainer:
     def __init__(self, config: Config, stopper: StopController | None = None,
                  watchdog: Watchdog | None = None) -> None:
         self.config = config
+        # A stopper passed in belongs to the entrypoint, which keeps its signal handlers
+        # installed until the process exits; only one made here is restored by close().
+        self._owns_stopper = stopper is None
         self.stopper = stopper or StopController(config.train.exit_duration_mins)
         # Untimed unless the entrypoint passes a started one (pretrain/runtime/watchdog.py).
         self.watchdog = watchdog or Watchdog({}, None, rank=0)
@@ -148,18 +161,25 @@ class Trainer:
         self.engine = None
         self.train_iter: TrainBatchIterator | None = None
         self.metrics: MetricsWriter | None = None
+        self.lease: SaveDirLease | None = None
         self.last_saved_step: int | None = None
         # True once a non-finite update was applied (ZeRO-0/3 do not skip it): the weights
         # are poisoned and must never be saved; the last checkpoint stays the last good one.
         self.poisoned = False
         self.last_step_finite = True  # a step with a non-finite loss is never checkpointed
+        # Consecutive non-finite steps up to now; saved in meta.json so a relaunch keeps
+        # counting towards train.max_skipped_steps instead of starting over.
+        self.bad_steps = 0
         self.exit_code = ExitCode.FINISHED
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
         """Distributed groups, data, model, DeepSpeed engine, resume."""
         c = self.config
-        if c.train.precision == "bf16" and not torch.cuda.is_available():
+        # LEV_ALLOW_CPU_BF16=1 (tests, the GPU check's dry run): the bf16 path on CPU at tiny
+        # shapes, to test BF16_Optimizer's save and resume without a GPU.
+        if (c.train.precision == "bf16" and not torch.cuda.is_available()
+                and os.environ.get("LEV_ALLOW_CPU_BF16") != "1"):
             raise ConfigError("train.precision=bf16 needs CUDA (bf16 matmuls are emulated and "
                               "slow on CPU); set train.precision=fp32 on this host")
         self.layout = init_distributed(c.parallel.tensor_parallel, c.train.seed)
@@ -169,6 +189,8 @@ class Trainer:
                                  micro_batch_size=c.train.micro_batch_size, dp_size=self.dp_size)
         save_dir = rank_view_of_save_dir(c.checkpoint.save_dir, self.rank)
         check_save_dir_shared(save_dir, timeout_s=c.checkpoint.probe_timeout_s)
+        # Before anything in save_dir is read or moved: one job writes there at a time.
+        self.lease = lease_save_dir(save_dir, c.checkpoint.lease_timeout_s, self.rank)
         # Without evaluation a run needs no validation split (shards made with
         # --val-fraction 0 have none).
         splits = ("train", "val") if c.train.eval_interval else ("train",)
@@ -184,7 +206,9 @@ class Trainer:
         self.engine, self.scheduler = build_engine(c, self.dp_size)
         self.flops_per_token = model_flops_per_token(c)
 
-        self.checkpoints = CheckpointManager(save_dir, c.checkpoint.keep_last)
+        self.checkpoints = CheckpointManager(save_dir, c.checkpoint.keep_last,
+                                             io_attempts=c.checkpoint.io_attempts,
+                                             ignore_abandoned=c.checkpoint.ignore_abandoned)
         self.checkpoints.prepare_fresh_start(c.checkpoint.resume, c.checkpoint.overwrite)
         self._resume()
         self.train_iter = TrainBatchIterator(
@@ -232,6 +256,7 @@ class Trainer:
                              strict=True):
             group["lr"] = lr
         self.step, self.consumed_samples = meta["step"], meta["consumed_samples"]
+        self.bad_steps = meta.get("skipped_in_a_row", 0)
         self.last_saved_step = self.step
         log.info("resumed from %s (step %d, consumed_samples %d)", tag_dir, self.step,
                  self.consumed_samples)
@@ -303,6 +328,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Token-weighted loss over the validation split (every token once); for a mixture,
         per source (``val_loss/NAME``) and their weight-averaged ``val_loss``."""
+        _fault_injection_delay("eval")
         self.engine.eval()
         if isinstance(self.val_data, BlendedDataset):
             parts = {s.name: (s.weight, d)
@@ -330,9 +356,15 @@ class Trainer:
         dist.all_reduce(total, group=ps.get_data_parallel_group())
         return (total[0] / total[1]).item(), int(total[1].item())
 
-    def save(self) -> None:
-        """Checkpoint the current step (every rank)."""
-        if self.poisoned or not self.last_step_finite:
+    def save(self, *, after_skipped_step: bool = False) -> None:
+        """Checkpoint the current step (every rank).
+
+        A step whose loss was non-finite is not saved, except with ``after_skipped_step``
+        when its update was skipped (the stop path): the weights and optimizer state are
+        then exactly the last finite step's, and the data position is past the skipped
+        batch, where the run would have gone on.
+        """
+        if self.poisoned or not (self.last_step_finite or after_skipped_step):
             log.error("not saving step %d: %s; the last good checkpoint is step %s", self.step,
                       "a non-finite update was applied to the weights" if self.poisoned else
                       "its loss was non-finite", self.last_saved_step)
@@ -344,8 +376,10 @@ class Trainer:
                 "order_fingerprint": self.order_fingerprint, "layer_spec": self.layer_spec,
                 # The exact tokenizer (path, sha256, EOD): export and evaluation check it.
                 "tokenizer": self.train_data.manifest["tokenizer"],
+                "skipped_in_a_row": self.bad_steps,
                 "config": config_to_dict(self.config)}
         start = time.monotonic()
+        _fault_injection_delay("save")
         path = self.checkpoints.save(self.engine, self.step, meta)
         self.last_saved_step = self.step
         log.info("saved %s in %.1fs", path, time.monotonic() - start)
@@ -356,7 +390,6 @@ class Trainer:
         c = self.config.train
         tokens_per_step = c.global_batch_size * self.config.model.seq_length
         interval_start, interval_steps = time.monotonic(), 0
-        bad_steps = 0
         if self.stopper.agreed_reason() == StopReason.SIGNAL:
             # Signalled during set-up: nothing new to save (fresh start or just resumed).
             log.warning("%s during set-up: exiting at step %d without training (exit %d)",
@@ -371,43 +404,41 @@ class Trainer:
             interval_steps += 1
             self.last_step_finite = math.isfinite(record["loss"]) and not record["skipped"]
             if self.last_step_finite:
-                bad_steps = 0
+                self.bad_steps = 0
             else:
-                bad_steps += 1
+                self.bad_steps += 1
                 self.poisoned |= not record["skipped"]
                 log.error("step %d: loss %s, grad-norm %s: update %s (%d bad steps in a row, "
                           "limit %d)", self.step, record["loss"], record["grad_norm"],
                           "skipped" if record["skipped"] else "NOT skipped (ZeRO-0/3 apply it)",
-                          bad_steps, c.max_skipped_steps)
-                if bad_steps > c.max_skipped_steps:
+                          self.bad_steps, c.max_skipped_steps)
+                if self.bad_steps > c.max_skipped_steps:
                     raise NonFiniteLossError(self._non_finite_message(
-                        f"{bad_steps} consecutive non-finite losses up to step {self.step}"))
+                        f"{self.bad_steps} consecutive non-finite losses up to step "
+                        f"{self.step}"))
             if self.step % c.log_interval == 0 or self.step == c.train_steps:
                 elapsed = time.monotonic() - interval_start
                 self._log_interval(record, interval_steps * tokens_per_step / elapsed,
                                    elapsed / interval_steps)
                 interval_start, interval_steps = time.monotonic(), 0
             # Stop before a (possibly long) evaluation: the signal's lead time is for saving.
-            reason = self.stopper.agreed_reason()
-            if reason != StopReason.NONE and self.step < c.train_steps:
-                log.warning("stopping at step %d (%s); saving", self.step,
-                            self.stopper.signal_name or reason.name.lower())
-                if self.poisoned or not self.last_step_finite:
-                    raise NonFiniteLossError(self._non_finite_message(
-                        f"stopped at step {self.step} right after a non-finite step (not "
-                        f"saved)"))
-                self.watchdog.enter("save", step=self.step)
-                self.save()
-                return ExitCode.REQUEUE
+            if self._stop_agreed():
+                return self._stop()
+            busy = False  # an evaluation or save ran: a signal may have come during it
             if c.eval_interval and self.step % c.eval_interval == 0:
                 self.watchdog.enter("eval", step=self.step)
                 self._log_eval()
+                busy = True
                 interval_start = time.monotonic()  # keep eval time out of tokens/s
             interval = self.config.checkpoint.save_interval
             if interval and self.step % interval == 0 and self.step < c.train_steps:
                 self.watchdog.enter("save", step=self.step)
                 self.save()
+                busy = True
                 interval_start = time.monotonic()
+            # Stop now rather than after one more step and a second full save.
+            if busy and self._stop_agreed():
+                return self._stop()
         if self.poisoned or not self.last_step_finite:
             raise NonFiniteLossError(self._non_finite_message(
                 f"the run ended at step {self.step} on a non-finite step (not saved)"))
@@ -415,6 +446,33 @@ class Trainer:
             self.watchdog.enter("save", step=self.step)
             self.save()
         return ExitCode.FINISHED
+
+    def _stop_agreed(self) -> bool:
+        """Whether every rank stops here (a collective) before train_steps is reached."""
+        reason = self.stopper.agreed_reason()
+        if reason == StopReason.NONE or self.step >= self.config.train.train_steps:
+            return False
+        log.warning("stopping at step %d (%s); %s", self.step, self.stopper.describe(),
+                    "already saved" if self.last_saved_step == self.step else "saving")
+        return True
+
+    def _stop(self) -> ExitCode:
+        """Save the current step unless it is saved already; the code of a stopped run."""
+        if self.last_saved_step == self.step:
+            return ExitCode.REQUEUE
+        if self.poisoned:
+            raise NonFiniteLossError(self._non_finite_message(
+                f"stopped at step {self.step} after a non-finite update was applied "
+                f"(not saved)"))
+        if not self.last_step_finite:
+            # Skipped, not applied: the weights are intact, so this is an ordinary stop
+            # (exit 75, retried), not a numerical failure (exit 3, final).
+            log.warning("step %d's update was skipped (non-finite loss); saving the last "
+                        "finite step's weights with the data position past the skipped "
+                        "batch", self.step)
+        self.watchdog.enter("save", step=self.step)
+        self.save(after_skipped_step=True)
+        return ExitCode.REQUEUE
 
     def _non_finite_message(self, what: str) -> str:
         last = (f"step {self.last_saved_step} in {self.config.checkpoint.save_dir}"
@@ -465,11 +523,15 @@ class Trainer:
                 log.info("step %6d | data read so far: %s", self.step, describe_mixture(read))
 
     def close(self) -> None:
-        """Release the watchdog, the loader thread, files and signal handlers."""
+        """Release the watchdog, the loader thread, files, and the signal handlers if this
+        trainer installed them."""
         self.watchdog.stop()
         if self.train_iter is not None:
             self.train_iter.close()
         if self.metrics is not None:
             self.metrics.close()
-        self.stopper.restore()
+        if self.lease is not None:
+            self.lease.release()
+        if self._owns_stopper:
+            self.stopper.restore()
 

@@ -88,4 +88,25 @@ def test_a_fresh_start_over_checkpoints_is_refused_unless_overwrite(tmp_path):
     CheckpointManager(tmp_path, 2).prepare_fresh_start("none", overwrite=True)
     assert not (tmp_path / "step00000400").exists()
     assert (tmp_path / "abandoned" / "step00000400" / "meta.json").is_file()
-    assert CheckpointManager(tmp_path, 2).find_resume("auto") is None
+    assert CheckpointManager(tmp_path, 2).find_resume("none") is None
+
+
+def test_auto_refuses_step_0_while_abandoned_holds_tags_unless_told_to_ignore_them(tmp_path):
+    make_tag(tmp_path / "abandoned", 400)
+    with pytest.raises(CheckpointMismatchError, match=r"abandoned/ holds step00000400: a fresh "
+                                                      r"start would begin at step 0.*"
+                                                      r"checkpoint.ignore_abandoned=true"):
+        CheckpointManager(tmp_path, 2).find_resume("auto")
+    assert CheckpointManager(tmp_path, 2, ignore_abandoned=True).find_resume("auto") is None
+
+
+def test_a_skipped_damaged_tag_stays_in_place_until_the_next_save_prunes(tmp_path):
+    make_tag(tmp_path, 400)
+    newest = make_tag(tmp_path, 800)
+    (newest / "mp_rank_00_model_states.pt").write_bytes(b"short")
+    manager = CheckpointManager(tmp_path, 2)
+    assert manager.find_resume("auto").name == "step00000400"
+    assert (newest / "meta.json").is_file()  # nothing moved at restart
+    make_tag(tmp_path, 500)
+    manager._prune(keep="step00000500")  # what the next save does
+    assert (tmp_path / "abandoned" / "step00000800" / "meta.json").is_file()
