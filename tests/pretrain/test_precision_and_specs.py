@@ -30,7 +30,7 @@ def test_bf16_with_zero0_is_refused_because_deepspeed_would_accumulate_in_bf16()
 
 
 def test_a_bf16_zero1_checkpoint_is_refused_at_another_dp_size_before_loading(tmp_path):
-    trainer = Trainer(load_config(LEV_1B2))
+    trainer = Trainer(load_config(LEV_1B2, ["train.zero_stage=1"]))  # the shipped config is ZeRO-2
     trainer.dp_size = 16
     trainer.batch = None
     with pytest.raises(CheckpointMismatchError,
