@@ -5,4 +5,5 @@ import sys
 
 from pretrain.study.runner import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the package's modules (tests, tools) runs nothing
+    sys.exit(main())

@@ -39,7 +39,7 @@ TRAINING_IMPORTS = ["megatron.core", "deepspeed", "pretrain.training.trainer"]
 EXIT_OOM = 3  # `throughput` ran out of device memory (the orchestrator retries smaller)
 
 # The dry run: the same steps at shapes two CPU cores run in seconds, in bf16 like the GPU
-# (the configs' precision), so the dry run goes through DeepSpeed's BF16_Optimizer too.
+# (the configs' precision and ZeRO stage: bf16 ZeRO-2 runs on DeepSpeedZeroOptimizer).
 DRY_THROUGHPUT = ["model.num_layers=2", "model.hidden_size=32", "model.num_attention_heads=4",
                   "model.ffn_hidden_size=64", "model.vocab_size=384", "model.seq_length=32",
                   "lev.num_modes=16", "lev.seed_dim=4", "lev.grid_size=6",

@@ -34,13 +34,15 @@ def test_distinct_id_evaluation_equals_per_position_evaluation(shared, knots):
 def test_gradients_of_distinct_id_evaluation_equal_per_position_gradients():
     lev = build_lev()
     ids = torch.tensor([[5, 5, 900, 13], [13, 996, 0, 5]])
-    upstream = torch.randn(2, 4, lev.config.hidden_size)
+    upstream = torch.randn(2, 4, lev.config.hidden_size, generator=torch.Generator().manual_seed(0))
     lev(ids).backward(upstream)
     ours = [p.grad.clone() for p in lev.parameters()]
     lev.zero_grad()
     reference(lev, ids).backward(upstream)
     for mine, ref in zip(ours, (p.grad for p in lev.parameters()), strict=True):
-        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-6)
+        # Repeated ids sum their gradients in another order than per-position evaluation:
+        # fp32 rounding of ~1e-6 on O(1) factors (a CI run saw 1.4e-6 with an unseeded upstream).
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=5e-6)
 
 
 def test_swapped_digits_get_different_embeddings_with_shared_codebooks():
