@@ -37,7 +37,14 @@ from data_prep.inputs import (
     plan_units,
 )
 from data_prep.launch import World, detect_world, wait_until
-from data_prep.manifest import SPLITS, SkipCounter, empty_split, merge_units, write_outputs
+from data_prep.manifest import (
+    SPLITS,
+    SkipCounter,
+    empty_split,
+    merge_units,
+    write_json_atomic,
+    write_outputs,
+)
 from data_prep.packing import Packer, is_val, is_val_ids
 from data_prep.progress import RateLog
 from data_prep.readers import TOKEN_KINDS, Piece, iter_piece
@@ -288,6 +295,38 @@ def _plan_digest(plan: dict) -> str:
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 
+#: In ``.work/``: which Slurm job run last cleared the directory for ``--overwrite``.
+_OVERWRITE_MARK = "overwritten_by.json"
+
+
+def _slurm_run() -> dict | None:
+    """This process's Slurm job id and restart count, or None outside a batch job."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    return {"job": job, "restart": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+
+
+def _overwrite_done_by_this_job(work: WorkDir, plan: dict) -> bool:
+    """True when an earlier run of this same Slurm job already cleared the directory for
+    ``--overwrite`` and wrote this plan: this run is its requeue (preemption, time limit,
+    node failure), and clearing again would delete the units it finished.
+
+    Why the restart count: a second ``--overwrite`` launch inside the *same* run (an
+    interactive allocation, a test session in one job) still means "start afresh".
+    """
+    now = _slurm_run()
+    if now is None:
+        return False
+    try:
+        with open(os.path.join(work.work, _OVERWRITE_MARK), encoding="utf-8") as fh:
+            mark = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return (mark.get("job") == now["job"] and int(mark.get("restart", 0)) < now["restart"]
+            and work.read_plan() == plan)
+
+
 def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -> None:
     """Rank 0 clears (--overwrite) or checks the directory and writes the plan; others wait.
 
@@ -298,10 +337,19 @@ def _prepare_output(world: World, work: WorkDir, cfg: ShardConfig, plan: dict) -
     error = None
     if world.rank == 0:
         try:
+            cleared = False
             if cfg.overwrite:
-                work.clear()
+                if _overwrite_done_by_this_job(work, plan):
+                    log.info("--overwrite: %s was already cleared by an earlier run of Slurm job "
+                             "%s; resuming its finished units", cfg.output, os.environ["SLURM_JOB_ID"])
+                else:
+                    work.clear()
+                    cleared = True
             work.check_reusable(plan)
             work.write_plan(plan)
+            if cleared and _slurm_run() is not None:
+                # After the plan: a requeue finds the mark only with the plan it belongs to.
+                write_json_atomic(os.path.join(work.work, _OVERWRITE_MARK), _slurm_run())
             if world.mode == "files":
                 stale = work.clear_other_launches(world.step_id)
                 if stale:

@@ -11,11 +11,16 @@
 #        srun becomes SIGKILL for every task) -> save -> no requeue; the job ends CANCELLED
 #   nothing here, ranks exit 75 (Slurm preemption TERMs the steps only; the time budget)
 #        -> requeue
-#   exit 76 (signalled during set-up, no step taken) -> requeue, at most
-#        MAX_NO_PROGRESS_RESTARTS times in a row, then the job fails saying why
+#   exit 76 (signalled during set-up, no step taken) -> requeue; when the signal was the
+#        time limit's USR1 to this shell, at most MAX_NO_PROGRESS_RESTARTS times in a row,
+#        then the job fails saying why (a stop from outside, such as preemption, never counts)
 #   a crash or hang (any other code but 0, 2, 3) -> requeue if a newer checkpoint was
-#        written during this run, at most MAX_FAILURE_RETRIES times per job
-# Exit 0 ends the job; 2 (config/data) and 3 (non-finite loss) are never retried.
+#        written during this run (always: that is progress); else MAX_FAILURE_RETRIES times
+#        in a row (once) -- the count restarts when `latest` advances. The node that failed
+#        (from srun's messages) is excluded from the requeued job if the partition has spares
+# Exit 0 ends the job; 2 (config/data) and 3 (non-finite loss) are never retried. The exit
+# code is the one the ranks agreed on (LEV_EXIT_CODE_FILE, written by the training), else
+# srun's.
 #
 # Environment (all optional except where the sbatch file sets a default):
 #   CONFIG           YAML config (the sbatch file sets it)
@@ -35,9 +40,10 @@
 #   SRUN_ARGS        extra srun options (word-split), e.g. "--cpu-bind=cores"
 #   SRUN_WAIT_S      after the first rank exits, kill the others after this many seconds
 #                    (a crashed rank otherwise leaves its peers blocked in NCCL); default 60
-#   MAX_NO_PROGRESS_RESTARTS  requeues in a row without a training step (exit 76); default 2
-#   MAX_FAILURE_RETRIES       requeues of one job after a crash or hang that followed a new
-#                    checkpoint; default 2
+#   MAX_NO_PROGRESS_RESTARTS  requeues in a row without a training step (exit 76 after the
+#                    time limit's USR1); default 2
+#   MAX_FAILURE_RETRIES       failed runs in a row without a new checkpoint that are retried
+#                    (a failure after a new checkpoint is always retried); default 1
 #   ALLOW_LOCAL_SAVE_DIR=1     accept a SAVE_DIR under /tmp, /dev/shm, $TMPDIR, ... (tests,
 #                    a one-node local Slurm); a requeued job may land on another node
 #   DRY_RUN=1        print the srun command line and exit 0
@@ -116,7 +122,13 @@ check_shared_save_dir() {
 # ------------------------------------------------------------------ rendezvous and environment
 if [ -z "${MASTER_ADDR:-}" ]; then
   if [ -n "${SLURM_JOB_NODELIST:-}" ]; then
-    MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    # The rendezvous store runs in rank 0, on the allocation's first node (where this batch
+    # shell runs too). Its address is Slurm's NodeAddr: the node name on most clusters, but
+    # not where node names are not host names (renamed nodes, several slurmd on one host).
+    first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    MASTER_ADDR=$(scontrol show node -o "$first_node" 2>/dev/null |
+                  sed -n 's/.*[[:space:]]NodeAddr=\([^[:space:]]*\).*/\1/p')
+    MASTER_ADDR=${MASTER_ADDR:-$first_node}
   else
     MASTER_ADDR=127.0.0.1
   fi
@@ -184,16 +196,118 @@ mkdir -p "$STATE_DIR" || fail "cannot create $STATE_DIR (is SAVE_DIR writable?)"
 counter() { cat "$STATE_DIR/$1" 2>/dev/null || echo 0; }
 set_counter() { echo "$2" > "$STATE_DIR/$1"; }
 MAX_NO_PROGRESS_RESTARTS=${MAX_NO_PROGRESS_RESTARTS:-2}
-MAX_FAILURE_RETRIES=${MAX_FAILURE_RETRIES:-2}
+MAX_FAILURE_RETRIES=${MAX_FAILURE_RETRIES:-1}
 newest_checkpoint() { cat "$SAVE_DIR/latest" 2>/dev/null || echo none; }
+
+# Per run (a requeue is a new run of the same job): srun's own messages, for telling which
+# node failed, and the exit code the ranks agreed on, if they got as far as agreeing.
+RUN_ID="run${SLURM_RESTART_COUNT:-0}"
+SRUN_LOG="$STATE_DIR/srun.$RUN_ID.err"
+# The training writes the code all ranks agreed on here (rank 0, just before the ranks
+# exit). srun's own code cannot be trusted for that: it reports 128+n as soon as any task
+# is killed, e.g. by --wait during a slow teardown after a clean save.
+export LEV_EXIT_CODE_FILE="$STATE_DIR/exit_code.$RUN_ID"
+rm -f "$SRUN_LOG" "$SRUN_LOG.done" "$LEV_EXIT_CODE_FILE"
+
+# The nodes of this allocation, in order, and the node of each task under srun's default
+# block distribution ("2(x3),1": 2 tasks on each of 3 nodes, then 1).
+task_node() {
+  local task=$1 spec count repeat i
+  local -a nodes specs counts=()
+  mapfile -t nodes < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-}" 2>/dev/null)
+  IFS=, read -r -a specs <<< "${SLURM_TASKS_PER_NODE:-1}"
+  for spec in "${specs[@]}"; do
+    count=${spec%%(*}; repeat=1
+    case "$spec" in *"(x"*) repeat=${spec#*(x}; repeat=${repeat%)} ;; esac
+    for ((i = 0; i < repeat; i++)); do counts+=("$count"); done
+  done
+  for ((i = 0; i < ${#nodes[@]} && i < ${#counts[@]}; i++)); do
+    if [ "$task" -lt "${counts[i]}" ]; then echo "${nodes[i]}"; return; fi
+    task=$((task - counts[i]))
+  done
+}
+expand_ids() {  # "1-3,5" -> 1 2 3 5
+  local part
+  local -a parts
+  IFS=, read -r -a parts <<< "$1"
+  for part in "${parts[@]}"; do
+    case "$part" in *-*) seq "${part%-*}" "${part#*-}" ;; *) echo "$part" ;; esac
+  done
+}
+# The node(s) to blame for a failed run, from srun's messages (Slurm 22.05 wording):
+#   1. "srun: error: Node failure on NODE": Slurm declared the node dead;
+#   2. tasks srun listed as still running when its --wait ran out ("srun: StepId=J.S
+#      tasks 1-3: running") and that never reported an exit after it: srun could not even
+#      kill them, their node is gone;
+#   3. those listed tasks, if the first rank to end exited 77: its watchdog saw no progress
+#      because it was waiting for them (a hung rank; srun killed it after the wait);
+#   4. else the node of the first task that ended ("srun: error: NODE: task N: Killed",
+#      "...: Exited with exit code 1"): the rank that crashed first. Ranks still running
+#      then were waiting for it in a collective, not at fault.
+failing_nodes() {
+  local running exited first unreported id
+  [ -s "$SRUN_LOG" ] || return 0
+  if grep -q '^srun: error: Node failure on ' "$SRUN_LOG"; then
+    sed -n 's/^srun: error: Node failure on \([^ ;:]*\).*/\1/p' "$SRUN_LOG" | sort -u
+    return 0
+  fi
+  running=$(sed -n 's/^srun: StepId=[^ ]* tasks\{0,1\} \([0-9,-]*\): running$/\1/p' "$SRUN_LOG" | paste -sd, -)
+  exited=$(sed -n 's/^srun: error: [^ :]*: tasks\{0,1\} \([0-9,-]*\): .*/\1/p' "$SRUN_LOG" | paste -sd, -)
+  first=$(grep -m 1 '^srun: error: [^ :]*: tasks\{0,1\} [0-9,-]*: ' "$SRUN_LOG")
+  if [ -n "$running" ]; then
+    unreported=$(comm -23 <(expand_ids "$running" | sort -u) <(expand_ids "$exited" | sort -u))
+    if [ -n "$unreported" ]; then
+      for id in $unreported; do task_node "$id"; done | sort -u
+      return 0
+    fi
+    case "$first" in *": Exited with exit code 77")
+      for id in $(expand_ids "$running"); do task_node "$id"; done | sort -u
+      return 0 ;;
+    esac
+  fi
+  sed -n 's/^srun: error: \([^ :]*\): tasks\{0,1\} [0-9,-]*: .*/\1/p' <<< "$first"
+}
+
+# Keep the requeued job off the nodes in EXCLUDE (added to any it already avoids) when the
+# partition keeps enough other nodes for it (else it could never start again); says what
+# it did. Slurm accepts an ExcNodeList only for a pending job, so this runs right after
+# `scontrol requeue`. The exclusion lasts for the rest of the job's life.
+EXCLUDE=""
+exclude_nodes() {
+  local info current all total excluded
+  [ -n "${SLURM_JOB_ID:-}" ] && [ -n "$EXCLUDE" ] || return 0
+  info=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)
+  current=$(sed -n 's/.*[[:space:]]ExcNodeList=\([^[:space:]]*\).*/\1/p' <<< "$info")
+  [ "$current" = "(null)" ] && current=""
+  all=$( { [ -n "$current" ] && scontrol show hostnames "$current"; echo "$EXCLUDE" | tr ' ' '\n'; } |
+         grep -v '^$' | sort -u | paste -sd, -)
+  total=$(scontrol show partition -o "${SLURM_JOB_PARTITION:-}" 2>/dev/null |
+          sed -n 's/.*[[:space:]]TotalNodes=\([0-9]*\).*/\1/p')
+  excluded=$(echo "$all" | tr ',' '\n' | grep -c .)
+  if [ -z "$total" ] || [ $((total - excluded)) -lt "${SLURM_JOB_NUM_NODES:-1}" ]; then
+    say "excluding node(s) $all would leave $((${total:-0} - excluded)) of partition" \
+        "${SLURM_JOB_PARTITION:-?}'s ${total:-?} nodes for a job of ${SLURM_JOB_NUM_NODES:-1}; not excluding $EXCLUDE"
+    return 0
+  fi
+  if scontrol update "JobId=$SLURM_JOB_ID" "ExcNodeList=$all"; then
+    say "the next run of job $SLURM_JOB_ID avoids node(s) $all (ExcNodeList)"
+  else
+    say "warning: could not exclude node(s) $all from job $SLURM_JOB_ID"
+  fi
+}
 
 requeue() {
   if [ -z "${SLURM_JOB_ID:-}" ]; then
     say "not a Slurm job: run this again to resume from $SAVE_DIR"
-  elif scontrol requeue "$SLURM_JOB_ID"; then
-    say "requeued job $SLURM_JOB_ID; it resumes from the newest checkpoint in $SAVE_DIR"
   else
-    echo "launch_pretrain: error: scontrol requeue $SLURM_JOB_ID failed (job cancelled, submitted with --no-requeue, or JobRequeue=0?); submit again with the same SAVE_DIR to resume" >&2
+    # The requeue TERMs this shell (KillWait before KILL): stay alive to set the exclusion.
+    trap '' TERM INT
+    if scontrol requeue "$SLURM_JOB_ID"; then
+      say "requeued job $SLURM_JOB_ID; it resumes from the newest checkpoint in $SAVE_DIR"
+      exclude_nodes
+    else
+      echo "launch_pretrain: error: scontrol requeue $SLURM_JOB_ID failed (job cancelled, submitted with --no-requeue, or JobRequeue=0?); submit again with the same SAVE_DIR to resume" >&2
+    fi
   fi
   exit "$1"
 }
@@ -213,7 +327,9 @@ if [ -n "$received" ]; then  # signalled within a second of the start: see the n
 fi
 
 checkpoint_at_start=$(newest_checkpoint)
-"${CMD[@]}" &
+# srun's stderr (its own messages and the ranks' stderr) also goes to SRUN_LOG. The tee
+# ignores the job's signals: if it died first, srun would write into a closed pipe.
+"${CMD[@]}" 2> >(trap '' TERM INT USR1 HUP; tee -a "$SRUN_LOG" >&2; : > "$SRUN_LOG.done") &
 step_pid=$!
 while :; do
   interrupted=0
@@ -223,7 +339,17 @@ while :; do
   # srun has exited, `wait` returns its status (bash keeps it for an unreaped pid).
   [ "$interrupted" = 1 ] || break
 done
-say "$(date -u +%FT%TZ) training exited with code $rc"
+for _ in $(seq 50); do [ -e "$SRUN_LOG.done" ] && break; sleep 0.1; done  # the tee's last lines
+# Keep srun's own messages only: the ranks' stderr is in the job log already.
+grep '^srun: ' "$SRUN_LOG" > "$SRUN_LOG.tmp" 2>/dev/null; mv -f "$SRUN_LOG.tmp" "$SRUN_LOG"
+rm -f "$SRUN_LOG.done"
+srun_rc=$rc
+agreed=$(cat "$LEV_EXIT_CODE_FILE" 2>/dev/null || true)
+case "$agreed" in
+  ''|*[!0-9]*) say "$(date -u +%FT%TZ) training exited with code $rc" ;;
+  *) rc=$agreed
+     say "$(date -u +%FT%TZ) training exited with code $rc (agreed by the ranks; srun: $srun_rc)" ;;
+esac
 
 case "$rc" in
   0)
@@ -235,6 +361,15 @@ case "$rc" in
     requeue 75 ;;
   76)  # signalled before a step: nothing new saved
     if [ "$received" = TERM ] || [ "$received" = INT ]; then stop_on_request; fi
+    if [ -z "$received" ]; then
+      # The ranks were signalled, this shell was not: Slurm preemption (or a signal to the
+      # steps). Not the job's fault, and no reason to give up a long run: not counted.
+      say "stopped from outside during set-up (preemption?); not counted against" \
+          "MAX_NO_PROGRESS_RESTARTS ($(counter no_progress) such restarts in a row so far)"
+      requeue 76
+    fi
+    # USR1 to this shell: the time-limit signal (`--signal=B:USR1@...`) came before the
+    # first step. Every run would do the same if --time is too short: count them.
     n=$(( $(counter no_progress) + 1 ))
     set_counter no_progress "$n"
     if [ "$n" -gt "$MAX_NO_PROGRESS_RESTARTS" ]; then
@@ -258,19 +393,36 @@ if [ -n "$received" ] && [ "$rc" -gt 128 ]; then
        "resume. If this happens at every start, --time is shorter than the --signal lead." >&2
   exit "$rc"
 fi
-# A crash (a rank died: the others were ended by srun --wait) or a hang (77: the watchdog).
+# A crash (a rank or node died: srun --wait ended the others) or a hang (77: the watchdog).
+# A run that wrote a new checkpoint is always retried: it made progress, and a long run
+# meets many such failures. Failed runs in a row that did not get that far are retried
+# MAX_FAILURE_RETRIES times (default once), each away from the node that failed; the count
+# restarts whenever `latest` advances.
 checkpoint_now=$(newest_checkpoint)
-retries=$(counter failure_retries)
-if [ "$checkpoint_now" != "$checkpoint_at_start" ] && [ "$retries" -lt "$MAX_FAILURE_RETRIES" ]; then
-  set_counter failure_retries $((retries + 1))
-  echo "launch_pretrain: error: training failed with exit code $rc (77: hang detected, 1: error," \
-       ">128: killed; see the log above) after writing $checkpoint_now; retry $((retries + 1))" \
-       "of $MAX_FAILURE_RETRIES from it" >&2
+what="training failed with exit code $rc (77: hang detected, 1: error, >128: killed; see the log above)"
+mapfile -t culprits < <(failing_nodes)
+EXCLUDE="${culprits[*]}"
+blame=""
+[ -n "$EXCLUDE" ] && blame=" on node(s) $EXCLUDE"
+if [ "$(cat "$STATE_DIR/failures_since" 2>/dev/null)" != "$checkpoint_now" ]; then
+  set_counter failure_retries 0
+  echo "$checkpoint_now" > "$STATE_DIR/failures_since"
+fi
+if [ "$checkpoint_now" != "$checkpoint_at_start" ]; then
+  echo "launch_pretrain: error: $what$blame after writing $checkpoint_now; retrying from it" >&2
   requeue "$rc"
 fi
-why="no new checkpoint since this run started (at $checkpoint_at_start)"
-[ "$checkpoint_now" != "$checkpoint_at_start" ] && why="already retried $retries times (MAX_FAILURE_RETRIES=$MAX_FAILURE_RETRIES)"
-echo "launch_pretrain: error: training failed with exit code $rc (77: hang detected, 1: error," \
-     ">128: killed; see the log above); not retrying: $why" >&2
+retries=$(counter failure_retries)
+if [ "$retries" -lt "$MAX_FAILURE_RETRIES" ]; then
+  set_counter failure_retries $((retries + 1))
+  from=$checkpoint_now
+  [ "$from" = none ] && from="the start"
+  echo "launch_pretrain: error: $what$blame before a new checkpoint; retry $((retries + 1)) of" \
+       "$MAX_FAILURE_RETRIES from $from" >&2
+  requeue "$rc"
+fi
+echo "launch_pretrain: error: $what$blame; not retrying: $retries run(s) in a row already failed" \
+     "before a new checkpoint (MAX_FAILURE_RETRIES=$MAX_FAILURE_RETRIES); the newest checkpoint" \
+     "($checkpoint_now) is intact: fix the cause and submit again" >&2
 exit "$rc"
 }

@@ -1,13 +1,20 @@
-"""A real one-node, CPU-only Slurm cluster in a directory, for tests and for users without a cluster.
+"""A real CPU-only Slurm cluster in a directory, for tests and for users without a cluster.
 
-It starts its own ``munged``, ``slurmctld`` and ``slurmd`` from a slurm.conf generated in
-DIR, on free ports, and never touches the system munge or any daemon it did not start.
-Clients (sbatch, srun, squeue, scontrol, scancel) reach it through ``SLURM_CONF``; the
-generated slurm.conf's ``AuthInfo=socket=...`` points them (and the daemons) at our munged.
+It starts its own ``munged``, ``slurmctld`` and one ``slurmd`` per node from a slurm.conf
+generated in DIR, on free ports, and never touches the system munge or any daemon it did
+not start. Clients (sbatch, srun, squeue, scontrol, scancel) reach it through
+``SLURM_CONF``; the generated slurm.conf's ``AuthInfo=socket=...`` points them (and the
+daemons) at our munged.
+
+One node by default (named after this host). With ``--nodes N`` it runs N slurmd daemons
+on this machine (``slurmd -N NAME``: Debian builds Slurm with multiple-slurmd support),
+named ``node1``..``nodeN``, each with its own port, spool directory, pid file and log,
+all at address 127.0.0.1: a multi-node allocation, node ranks, per-node step daemons and
+node failures are then real Slurm behaviour, only the network is the loopback.
 
 Command line::
 
-    python slurm/local_cluster.py start --dir /tmp/lev-slurm [--cpus 8]
+    python slurm/local_cluster.py start --dir /tmp/lev-slurm [--cpus 8] [--nodes 3]
     export SLURM_CONF=/tmp/lev-slurm/slurm.conf
     sbatch --ntasks=2 my_job.sh
     python slurm/local_cluster.py status --dir /tmp/lev-slurm
@@ -46,6 +53,8 @@ _CLIENTS = ("sbatch", "srun", "squeue", "scontrol", "scancel", "sinfo", "mungeke
 # Daemons and the slurmstepds they fork inherit this variable; stop() uses it to find
 # leftovers of *this* cluster without touching anybody else's processes.
 _MARKER = "LEV_LOCAL_SLURM_DIR"
+# ...and this one, set per slurmd, names the node a slurmstepd belongs to (kill_node()).
+_NODE_MARKER = "LEV_LOCAL_SLURM_NODE"
 
 
 class SlurmNotInstalled(RuntimeError):
@@ -96,11 +105,11 @@ def _parse_scontrol(line: str) -> dict[str, str]:
 
 
 class LocalSlurm:
-    """A one-node Slurm (munged + slurmctld + slurmd) living in ``directory``.
+    """A Slurm (munged + slurmctld + one slurmd per node) living in ``directory``.
 
     Args:
         directory: where config, keys, state, spool, logs and pidfiles go. Created if missing.
-        cpus: CPUs the node declares. More than the machine has is fine (and the default 8
+        cpus: CPUs each node declares. More than the machine has is fine (and the default 8
             lets 2-4 task jobs run on a 2-core box): ``SlurmdParameters=config_overrides``
             stops Slurm from draining the node for it.
         start_timeout: seconds to wait for the node to become idle.
@@ -113,10 +122,18 @@ class LocalSlurm:
             submitted to ``high`` that needs the CPUs of a ``low`` job preempts it (TERM,
             ``grace_time`` seconds, then KILL) and Slurm requeues the preempted job.
         grace_time: seconds a preempted job has between TERM and KILL.
+        nodes: how many nodes (slurmd daemons). 1 (the default) is one node named after
+            this host; more are ``node1``..``nodeN``.
+        slurmd_timeout: seconds after which slurmctld declares a silent node DOWN and fails
+            (requeues) its jobs: Slurm's ``SlurmdTimeout`` (300 s by default, as on most
+            clusters). Lower it to see node failures handled within a test's time.
     """
 
     def __init__(self, directory: str | os.PathLike, cpus: int = 8, start_timeout: float = 60.0,
-                 cred_expire: int = 10, preemption: bool = False, grace_time: int = 30):
+                 cred_expire: int = 10, preemption: bool = False, grace_time: int = 30,
+                 nodes: int = 1, slurmd_timeout: int = 300):
+        if nodes < 1:
+            raise ValueError(f"`nodes`={nodes} must be >= 1")
         if cpus < 1:
             raise ValueError(f"`cpus`={cpus} must be >= 1 (it is the CPU count the node declares)")
         if cred_expire < 1:
@@ -129,7 +146,11 @@ class LocalSlurm:
         self.start_timeout = start_timeout
         self.conf = self.dir / "slurm.conf"
         self.munge_socket = self.dir / "munge" / "munge.socket"
-        self.nodename = socket.gethostname().split(".")[0]
+        self.slurmd_timeout = slurmd_timeout
+        #: Node names, in slurm.conf order (the order Slurm allocates them in).
+        self.nodenames = ([socket.gethostname().split(".")[0]] if nodes == 1
+                          else [f"node{i}" for i in range(1, nodes + 1)])
+        self.nodename = self.nodenames[0]
         self._procs: dict[str, subprocess.Popen] = {}
 
     # ---------------------------------------------------------------- environment
@@ -174,18 +195,90 @@ class LocalSlurm:
             # -i: tolerate missing or partial state files in a fresh or reused DIR (stop()
             # cancels every job first, so a restart resurrects none).
             self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-            self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.nodename])
-            self._wait_for(self._node_idle, f"node {self.nodename} to become idle in sinfo")
+            for node in self.nodenames:
+                self._start_slurmd(node)
+            self._wait_for(self._node_idle, f"node(s) {','.join(self.nodenames)} to become idle in sinfo")
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _daemon_key(self, node: str) -> str:
+        """Key of ``node``'s slurmd in pids.json (plain ``slurmd`` on a one-node cluster)."""
+        return "slurmd" if len(self.nodenames) == 1 else f"slurmd@{node}"
+
+    def _daemon_names(self) -> list[str]:
+        names = ["munged", "slurmctld", *(self._daemon_key(n) for n in self.nodenames)]
+        # Also the slurmds recorded at start: `stop --dir D` need not repeat `--nodes N`.
+        pids_file = self.dir / "run" / "pids.json"
+        recorded = json.loads(pids_file.read_text()) if pids_file.exists() else {}
+        return names + sorted(k for k in recorded if k.startswith("slurmd") and k not in names)
+
+    def _start_slurmd(self, node: str) -> None:
+        # The node marker reaches the slurmstepds slurmd forks (they inherit its
+        # environment), so kill_node() can tell which node's step daemons to kill.
+        self._spawn(self._daemon_key(node), ["slurmd", "-D", "-f", str(self.conf), "-N", node],
+                    extra_env={_NODE_MARKER: node})
+
+    # ---------------------------------------------------------------- node failures
+    def kill_node(self, node: str) -> list[int]:
+        """Make ``node`` die as a machine does: SIGKILL its slurmd, its step daemons and
+        every job process on it, in that order, so no daemon reports anything on the way
+        out (a crashed host sends no "task exited" message either). Returns the pids killed.
+
+        slurmctld then sees a silent node: after ``slurmd_timeout`` seconds it marks it
+        DOWN and fails (or requeues) the jobs that were using it. Other nodes' processes are
+        untouched. :meth:`start_node` brings the node back.
+        """
+        if node not in self.nodenames:
+            raise ValueError(f"no node {node!r} in this cluster (nodes: {', '.join(self.nodenames)})")
+        killed = []
+        pid = self._pid(self._daemon_key(node))
+        if pid and _alive(pid) and self._is_ours(pid):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            if self._daemon_key(node) in self._procs:  # our child: reap it, no zombie
+                self._procs.pop(self._daemon_key(node)).wait(timeout=10)
+        # Step daemons first (they would report their tasks' deaths), then the tasks.
+        for which in ("stepd", "task"):
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) in killed:
+                    continue
+                env = _environ(int(entry.name))
+                stepd = env.get(_NODE_MARKER) == node and env.get(_MARKER) == str(self.dir)
+                task = (env.get("SLURM_CONF") == str(self.conf)
+                        and env.get("SLURMD_NODENAME") == node and "SLURM_JOB_ID" in env)
+                if (stepd if which == "stepd" else task) and _alive(int(entry.name)):
+                    try:
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        killed.append(int(entry.name))
+                    except ProcessLookupError:
+                        pass
+        return killed
+
+    def start_node(self, node: str, timeout: float = 120.0) -> None:
+        """Start ``node``'s slurmd again (after :meth:`kill_node`) and wait until Slurm
+        schedules on it again (``ReturnToService=2`` returns a DOWN node that registers)."""
+        if self._daemon_key(node) in self.running():
+            raise RuntimeError(f"the slurmd of {node} already runs")
+        self._start_slurmd(node)
+        deadline = time.monotonic() + timeout
+        while self.node_state(node).rstrip("*~#!%$@^-") not in ("idle", "mixed", "allocated"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node} still {self.node_state(node)} {timeout}s after its "
+                                   f"slurmd started\n{self.log_tails()}")
+            time.sleep(0.5)
+
+    def node_state(self, node: str) -> str:
+        """``node``'s state in sinfo's long form, e.g. ``idle``, ``allocated``, ``down*``."""
+        out = self._client("sinfo", "-h", "-N", "-n", node, "-o", "%T")
+        return out.split()[0] if out.split() else "unknown"
+
     def stop(self) -> None:
         """Cancel jobs, then end every process this cluster started (and only those)."""
         if "slurmctld" in self.running():
             self.cancel_all()  # slurmstepd then kills the job processes itself: the clean path
-        for name in reversed(_DAEMONS):  # slurmd first, munged last: daemons need munge to exit cleanly
+        for name in reversed(self._daemon_names()):  # slurmds first, munged last: daemons need munge to exit cleanly
             pid = self._pid(name)
             if pid and _alive(pid) and self._is_ours(pid):
                 os.kill(pid, signal.SIGTERM)
@@ -201,7 +294,7 @@ class LocalSlurm:
 
     def running(self) -> dict[str, int]:
         """{daemon name: pid} of this cluster's daemons that are alive."""
-        found = {name: self._pid(name) for name in _DAEMONS}
+        found = {name: self._pid(name) for name in self._daemon_names()}
         return {n: p for n, p in found.items() if p and _alive(p) and self._is_ours(p)}
 
     def leftover_pids(self) -> list[int]:
@@ -325,13 +418,14 @@ class LocalSlurm:
     def _write_conf(self) -> None:
         mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
         d = self.dir
-        ctld_port, slurmd_port = _free_ports(2)
+        ctld_port, *slurmd_ports = _free_ports(1 + len(self.nodenames))
+        multi = len(self.nodenames) > 1
         (d / "plugstack.conf").write_text("")  # keep the system's SPANK plugins out
         lines = [
             "ClusterName=lev",
-            f"SlurmctldHost={self.nodename}(127.0.0.1)",
+            f"SlurmctldHost={socket.gethostname().split('.')[0]}(127.0.0.1)",
             f"SlurmctldPort={ctld_port}",
-            f"SlurmdPort={slurmd_port}",
+            f"SlurmdPort={slurmd_ports[0]}",
             "SlurmUser=root",
             "SlurmdUser=root",
             # Clients and daemons find our munged through this socket (22.05 has no env
@@ -340,11 +434,13 @@ class LocalSlurm:
             "AuthType=auth/munge",
             "CredType=cred/munge",
             f"StateSaveLocation={d / 'state'}",
-            f"SlurmdSpoolDir={d / 'spool'}",
+            # %n: the node name, so every slurmd of a multi-node cluster has its own
+            # spool (job state, step sockets), pid file and log.
+            f"SlurmdSpoolDir={d / 'spool' / '%n' if multi else d / 'spool'}",
             f"SlurmctldPidFile={d / 'run' / 'slurmctld.pid'}",
-            f"SlurmdPidFile={d / 'run' / 'slurmd.pid'}",
+            f"SlurmdPidFile={d / 'run' / ('slurmd.%n.pid' if multi else 'slurmd.pid')}",
             f"SlurmctldLogFile={d / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={d / 'log' / 'slurmd.log'}",
+            f"SlurmdLogFile={d / 'log' / ('slurmd.%n.log' if multi else 'slurmd.log')}",
             f"PlugStackConfig={d / 'plugstack.conf'}",
             f"TmpFS={d / 'spool'}",
             "SlurmctldDebug=info",
@@ -374,26 +470,36 @@ class LocalSlurm:
             "KillWait=10",
             "MinJobAge=3600",  # finished jobs stay visible to `scontrol show job` for an hour
             "InactiveLimit=0",
-            "SlurmdTimeout=300",
-            f"NodeName={self.nodename} NodeAddr=127.0.0.1 CPUs={self.cpus} Sockets=1 "
-            f"CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} State=UNKNOWN",
+            # How long slurmctld waits for a silent node before declaring it DOWN.
+            f"SlurmdTimeout={self.slurmd_timeout}",
         ]
+        hardware = (f"CPUs={self.cpus} Sockets=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 "
+                    f"RealMemory={mem_mb} State=UNKNOWN")
+        if not multi:
+            lines.append(f"NodeName={self.nodename} NodeAddr=127.0.0.1 {hardware}")
+        else:
+            # NodeHostname is the machine every slurmd runs on; NodeAddr is where slurmctld
+            # and srun reach it; Port tells the daemons of one host apart.
+            host = socket.gethostname().split(".")[0]
+            lines += [f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} {hardware}"
+                      for node, port in zip(self.nodenames, slurmd_ports, strict=True)]
+        nodes = ",".join(self.nodenames)
         if self.preemption:
             lines += [
                 "PreemptType=preempt/partition_prio",
                 "PreemptMode=REQUEUE",
-                f"PartitionName=low Nodes={self.nodename} Default=YES MaxTime=INFINITE "
+                f"PartitionName=low Nodes={nodes} Default=YES MaxTime=INFINITE "
                 f"State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime={self.grace_time}",
-                f"PartitionName=high Nodes={self.nodename} MaxTime=INFINITE State=UP "
+                f"PartitionName=high Nodes={nodes} MaxTime=INFINITE State=UP "
                 "PriorityTier=2 PreemptMode=OFF",
             ]
         else:
-            lines.append(f"PartitionName=debug Nodes={self.nodename} Default=YES "
+            lines.append(f"PartitionName=debug Nodes={nodes} Default=YES "
                          "MaxTime=INFINITE State=UP")
         self.conf.write_text("\n".join(lines) + "\n")
 
-    def _spawn(self, name: str, cmd: list[str]) -> None:
-        env = {**self.env, _MARKER: str(self.dir)}
+    def _spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+        env = {**self.env, _MARKER: str(self.dir), **(extra_env or {})}
         log = open(self.dir / "log" / f"{name}.out", "ab")  # noqa: SIM115 - owned by the child
         # A new session: the daemons outlive `local_cluster.py start` and ignore our Ctrl-C.
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -459,14 +565,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--dir", default=os.environ.get(_MARKER, "/tmp/lev-local-slurm"),
                         help="cluster directory (default: $LEV_LOCAL_SLURM_DIR or /tmp/lev-local-slurm)")
-    parser.add_argument("--cpus", type=int, default=8, help="CPUs the node declares (default 8)")
+    parser.add_argument("--cpus", type=int, default=8, help="CPUs each node declares (default 8)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="slurmd daemons (nodes) on this machine: 1 (default) is named after "
+                             "this host, more are node1..nodeN")
+    parser.add_argument("--slurmd-timeout", type=int, default=300,
+                        help="seconds before a silent node is declared DOWN (SlurmdTimeout, default 300)")
     parser.add_argument("--preemption", action="store_true",
                         help="partitions low (default) and high; high preempts low (REQUEUE)")
     parser.add_argument("--grace-time", type=int, default=30,
                         help="seconds between a preempted job's TERM and KILL (default 30)")
     args = parser.parse_args(argv)
     cluster = LocalSlurm(args.dir, cpus=args.cpus, preemption=args.preemption,
-                         grace_time=args.grace_time)
+                         grace_time=args.grace_time, nodes=args.nodes,
+                         slurmd_timeout=args.slurmd_timeout)
     if args.command == "start":
         try:
             cluster.start()
@@ -482,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cluster.dir}: " + (", ".join(f"{n} pid {p}" for n, p in up.items()) or "not running"))
         if "slurmctld" in up:
             print(subprocess.run(["sinfo"], env=cluster.env, capture_output=True, text=True).stdout)
-        return 0 if len(up) == len(_DAEMONS) else 1
+        return 0 if len(up) == len(cluster._daemon_names()) else 1
     return 0
 
 

@@ -21,6 +21,10 @@
 # room to finish the step and save a 1.2B checkpoint. The launcher forwards it to the ranks.
 #SBATCH --signal=B:USR1@600
 #SBATCH --requeue
+# One job at a time per job name (and user): two live jobs on one SAVE_DIR would delete or
+# abandon each other's checkpoints. Give every run its own --job-name; a second submission
+# of the same name waits (Reason=Dependency) until the first has ended.
+#SBATCH --dependency=singleton
 # append: a requeued run reuses the job id, and the default (truncate) would erase the log
 #SBATCH --open-mode=append
 # In the submit directory: Slurm does not create directories, a missing one fails the job silently.

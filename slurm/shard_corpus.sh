@@ -34,7 +34,8 @@ EOD_TOKEN=${EOD_TOKEN:-<|endoftext|>}
 PYTHON=${PYTHON:-python}
 LAUNCHER=${LAUNCHER:-srun}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-0}
-EXTRA_ARGS=${EXTRA_ARGS:-}          # e.g. "--overwrite"
+EXTRA_ARGS=${EXTRA_ARGS:-}          # e.g. "--overwrite": clears OUTPUT_DIR once per job; a
+                                    # requeued run of the same job resumes what it finished
 LOG_EVERY_S=${LOG_EVERY_S:-60}      # seconds between progress lines in the job log
 
 # One tokenizer thread per task: parallelism comes from tasks, not from rayon threads.

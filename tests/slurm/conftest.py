@@ -1,6 +1,7 @@
 """Fixtures for tests that run jobs on a real local Slurm (see slurm/local_cluster.py).
 
-``local_slurm`` starts one cluster per test session and stops it at the end. Without
+``local_slurm`` starts one one-node cluster per test session and stops it at the end;
+``multinode_slurm`` likewise a three-node one (started only if a test asks for it). Without
 the Slurm/munge binaries it skips, unless ``LEV_REQUIRE_SLURM=1`` (set on CI), where a
 missing Slurm is a failure rather than a silently skipped suite.
 """
@@ -41,6 +42,15 @@ def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm
     """A running one-node Slurm shared by the session; submit with ``local_slurm.sbatch``."""
     _require_slurm()
     with LocalSlurm(tmp_path_factory.mktemp("local_slurm")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def multinode_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    """A running three-node Slurm (three slurmd daemons on this machine, ``node1``-``node3``)
+    shared by the session: two-node jobs, and a spare node to move to when one dies."""
+    _require_slurm()
+    with LocalSlurm(tmp_path_factory.mktemp("multinode_slurm"), nodes=3) as cluster:
         yield cluster
 
 

@@ -51,7 +51,9 @@ def rank_pid(job: Job, rank: int) -> int:
                        if b"=" in item)
         except OSError:
             continue
-        if (b"pretrain.train" in cmdline and env.get(b"SLURM_PROCID") == str(rank).encode()
+        # srun's own command line names pretrain.train too, and it carries SLURM_PROCID=0.
+        if (b"pretrain.train" in cmdline and Path(cmdline[0].decode()).name != "srun"
+                and env.get(b"SLURM_PROCID") == str(rank).encode()
                 and f"checkpoint.save_dir={job.save}".encode() in cmdline):
             return int(entry.name)
     raise AssertionError(f"rank {rank} of job {job.id} not found\n{job.text()[-3000:]}")
@@ -167,7 +169,7 @@ def test_a_killed_rank_ends_the_step_within_srun_wait_and_the_run_resumes_exactl
     state, text = job.finish()
     assert state == "COMPLETED", text[-6000:]
     assert job.slurm.requeue_count(job.id) == 1
-    assert "retry 1 of 2" in text, text[-6000:]
+    assert "after writing step" in text and "retrying from it" in text, text[-6000:]
     assert_losses_equal_reference(job, jobs["reference"])
 
 
@@ -182,7 +184,7 @@ def test_a_stopped_rank_is_detected_by_the_watchdog_and_the_run_retries(jobs):
     hang = re.search(r"watchdog: rank 0 made no progress in section '(step|save)'.*", text)
     assert hang and "lagging ranks: rank 1 " in hang.group(0), text[-6000:]
     # Rank 0 exits 77; srun then kills the stopped rank 1, whose 137 becomes srun's code.
-    assert "task 0: Exited with exit code 77" in text and "retry 1 of 2" in text
+    assert "task 0: Exited with exit code 77" in text and "retrying from it" in text
     assert_losses_equal_reference(job, jobs["reference"])
 
 
@@ -210,3 +212,36 @@ def test_real_preemption_saves_in_the_grace_time_requeues_and_resumes_bit_for_bi
         assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGTERM" in text, text[-6000:]
     assert "training exited with code 75" in text
     assert_losses_equal_reference(job, jobs["reference"])
+
+
+def catches_term(job: Job, rank: int) -> bool:
+    """True once ``rank`` of ``job`` runs with a SIGTERM handler installed (SigCgt)."""
+    try:
+        status = Path(f"/proc/{rank_pid(job, rank)}/status").read_text()
+    except (AssertionError, OSError):
+        return False
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+def test_preemption_during_set_up_is_requeued_without_counting_against_the_limit(
+        preempting_slurm: LocalSlurm, shard_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    # MAX_NO_PROGRESS_RESTARTS=0: a restart without a step that counted would fail the job.
+    # Preemption is a stop from outside (TERM to the ranks, not the batch shell): a long run
+    # on a busy cluster must survive any number of them, also before its first step.
+    job = submit(preempting_slurm, tmp_path / "low", env={
+        **train_env(shard_dir, tmp_path / "low" / "run"), "MAX_NO_PROGRESS_RESTARTS": "0"})
+    # Preempt as soon as both ranks catch TERM (their stop handler comes first thing, before
+    # the imports of torch, megatron-core and DeepSpeed): the TERM lands in set-up.
+    wait_for(lambda: all(catches_term(job, rank) for rank in (0, 1)), job, "the ranks' handlers")
+    high = preempting_slurm.sbatch_wrap("sleep 2", "--partition=high", "--ntasks=8",
+                                        f"--output={tmp_path / 'high.log'}")
+
+    state, text = job.finish()
+    assert state == "COMPLETED", text[-6000:]
+    assert preempting_slurm.requeue_count(job.id) >= 1
+    assert preempting_slurm.wait(high, timeout=120) == "COMPLETED"
+    assert "training exited with code 76" in text, text[-6000:]
+    assert "stopped from outside during set-up (preemption?); not counted" in text
+    assert "restarts in a row stopped before a single training step" not in text
+    assert sorted(train_records(job.save)) == list(range(1, STEPS + 1))

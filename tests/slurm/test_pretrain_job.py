@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -59,10 +60,13 @@ def submit(slurm: LocalSlurm, tmp: Path, *options: str, env: dict[str, str] | No
            script: Path = SCRIPT) -> Job:
     """sbatch ``script`` from the repository root, logging to ``tmp/job.log``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    job_env = {"ALLOW_LOCAL_SAVE_DIR": "1",  # pytest's tmp is node-local; one node here
+    job_env = {"ALLOW_LOCAL_SAVE_DIR": "1",  # pytest's tmp is node-local; all nodes see it here
                "MASTER_PORT": str(rendezvous_port()), "PYTHON": sys.executable, **(env or {})}
-    job = slurm.sbatch(script, *CPU_JOB, f"--output={tmp / 'job.log'}", *options, env=job_env,
-                       cwd=REPO)
+    # A job name per run, as the sbatch files ask (they run one job per name at a time:
+    # --dependency=singleton); the tests' jobs would otherwise queue behind each other.
+    name = f"--job-name=lev-test-{tmp.parent.name}-{tmp.name}"
+    job = slurm.sbatch(script, *CPU_JOB, f"--output={tmp / 'job.log'}", name, *options,
+                       env=job_env, cwd=REPO)
     return Job(slurm, job, tmp)
 
 
@@ -240,3 +244,50 @@ def test_shard_corpus_job_with_two_tasks_matches_a_single_process_run(
     assert b["documents"] == a["documents"]
     assert b["fingerprint"] == a["fingerprint"]  # same shards, byte for byte
 
+
+
+def test_the_exit_code_the_ranks_agreed_on_wins_over_sruns(slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    # Stand-in ranks with the training's side of the contract: rank 0 writes the code all
+    # ranks agreed on (75: saved) to LEV_EXIT_CODE_FILE, then rank 1 is killed in its
+    # teardown, so srun reports 128+9. The requeued run finishes (exit 0).
+    ranks = tmp_path / "ranks_python"
+    ranks.write_text("#!/bin/bash\n"
+                     "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then exit 0; fi\n"
+                     "if [ \"$SLURM_PROCID\" = 0 ]; then\n"
+                     "  echo 75 > \"$LEV_EXIT_CODE_FILE.tmp\" && mv \"$LEV_EXIT_CODE_FILE.tmp\" \"$LEV_EXIT_CODE_FILE\"\n"
+                     "  exit 75\nfi\n"
+                     "sleep 2; kill -9 $$\n")
+    ranks.chmod(0o755)
+    job = submit(slurm, tmp_path, env={**train_env(shard_dir, tmp_path / "run"),
+                                       "PYTHON": str(ranks), "SRUN_WAIT_S": "10"})
+    state, text = job.finish(timeout=120)
+
+    assert state == "COMPLETED", text[-4000:]
+    assert slurm.requeue_count(job.id) == 1
+    assert "task 1: Killed" in text
+    assert re.search(r"training exited with code 75 \(agreed by the ranks; srun: (?!75\))\d+\)",
+                     text), text[-4000:]
+    assert "requeued job" in text and "launch_pretrain: finished" in text
+
+
+def test_a_second_job_of_the_same_name_waits_for_the_first(slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    # The sbatch files' --dependency=singleton: one live job per name, so two submissions of
+    # one run (one SAVE_DIR) never train at once.
+    first = slurm.sbatch_wrap("sleep 300", "--job-name=lev-1b2-one-run", f"--output={tmp_path}/first.log")
+    wait_until_running = time.monotonic() + 60
+    while slurm.state(first) != "RUNNING":
+        assert time.monotonic() < wait_until_running, slurm.job_info(first)
+        time.sleep(0.2)
+    second = submit(slurm, tmp_path / "second", "--job-name=lev-1b2-one-run",
+                    env={**train_env(shard_dir, tmp_path / "run"), "DRY_RUN": "1"})
+    time.sleep(3)  # several scheduler passes (sched_interval=1)
+
+    info = slurm.job_info(second.id)
+    assert (info["JobState"], info["Reason"], info["Dependency"]) == (
+        "PENDING", "Dependency", "singleton(unfulfilled)"), info
+    slurm._client("scancel", str(first))
+    state, text = second.finish(timeout=60)
+    assert state == "COMPLETED", text  # a dry run: it only prints the launch line
+    assert "srun --kill-on-bad-exit=0" in text
