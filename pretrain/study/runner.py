@@ -70,7 +70,13 @@ SHAPES: dict[str, list[str]] = {
     # 100 steps, so the gap's trend over the second half of training can be fitted.
     "long": ["train.train_steps=3000", "train.micro_batch_size=16", "train.global_batch_size=16",
              "optimizer.warmup_steps=60", "train.eval_interval=100", "train.eval_samples=256"],
-    # The body-size trend at the same tokens per parameter budget (see docs/LEV.md).
+    # The body-size trend (see docs/LEV.md): a smaller body (d=64, 2 layers) and a larger
+    # one (d=256, 4 layers) around the tiny backbone, each at the same 3000 x 16 x 128 tokens.
+    "long-d64": ["model.hidden_size=64", "model.num_layers=2", "model.num_attention_heads=2",
+                 "model.ffn_hidden_size=176", "train.train_steps=3000",
+                 "train.micro_batch_size=16", "train.global_batch_size=16",
+                 "optimizer.warmup_steps=60", "train.eval_interval=100",
+                 "train.eval_samples=256"],
     "long-d256": ["model.hidden_size=256", "model.num_layers=4", "model.num_attention_heads=4",
                   "model.ffn_hidden_size=704", "train.train_steps=3000",
                   "train.micro_batch_size=16", "train.global_batch_size=16",
