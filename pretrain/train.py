@@ -69,6 +69,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _published(code: int, *, collective: bool = False) -> int:
+    """``code``, after publishing it for the launcher (pretrain/runtime/exit_code.py)."""
+    from pretrain.runtime.exit_code import publish_exit_code
+    from pretrain.runtime.launcher import detect_rank_layout
+
+    publish_exit_code(code, rank=detect_rank_layout().rank, collective=collective)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pretrain.config import (
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         check_world_size(config, detect_rank_layout().world_size)  # before any process group
     except ConfigError as exc:
         stopper.restore()
-        return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
+        return _published(report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR)))
 
     from pretrain.checkpoint.manager import CheckpointMismatchError, CheckpointUnreadableError
     from pretrain.data.shards import DataMismatchError, ShardIndexError, ShardsNotFoundError
@@ -122,13 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         watchdog.enter("setup")
         trainer = Trainer(config, stopper, watchdog)
         trainer.setup()
-        return int(trainer.train())
+        # Published before the teardown below (metric sinks, process groups), which can be
+        # slow or be killed: the launcher already knows the outcome.
+        return _published(int(trainer.train()), collective=True)
     except user_errors as exc:
-        return report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR))
+        return _published(report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR)))
     except CheckpointUnreadableError as exc:
-        return report("pretrain.train", exc, int(ExitCode.IO_ERROR))
+        return _published(report("pretrain.train", exc, int(ExitCode.IO_ERROR)))
     except NonFiniteLossError as exc:
-        return report("pretrain.train", exc, int(ExitCode.NON_FINITE))
+        # The loss is all-reduced: every rank raises at the same step.
+        return _published(report("pretrain.train", exc, int(ExitCode.NON_FINITE)),
+                          collective=True)
     finally:
         # From here to the process's end a signal (a second scancel, the time limit's TERM
         # after USR1) is ignored instead of killing a rank that has saved

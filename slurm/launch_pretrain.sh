@@ -9,6 +9,8 @@
 #   USR1 (time limit, `scancel --signal=USR1 --batch`)  -> forwards USR1 -> save -> requeue
 #   TERM/INT to this shell (`scancel`, `--signal=TERM --batch`) -> forwards USR1 (a TERM to
 #        srun becomes SIGKILL for every task) -> save -> no requeue; the job ends CANCELLED
+#   the first of these decides: a TERM after a USR1 (the time limit during a slow save) is
+#        ignored, and so is a USR1 after a TERM
 #   nothing here, ranks exit 75 (Slurm preemption TERMs the steps only; the time budget)
 #        -> requeue
 #   exit 76 (signalled during set-up, no step taken) -> requeue; when the signal was the
@@ -61,12 +63,19 @@ fail() { echo "launch_pretrain: error: $*" >&2; exit "${2:-2}"; }
 # `wait` below returns as soon as a trapped signal arrives, so the handler only records it
 # and forwards it; the loop then keeps waiting for srun's real exit code.
 step_pid=""
-received=""    # last signal this shell received: USR1 (save + requeue), TERM/INT (save + stop)
+# The first signal this shell receives decides: USR1 (save + requeue), TERM/INT (save +
+# stop). Later ones are logged and ignored: the time limit's TERM that follows its USR1
+# during a slow save is not a cancel, and the ranks already save for the first one.
+received=""
 interrupted=0
 # shellcheck disable=SC2317  # invoked by the traps
 forward() {
-  received=$1
   interrupted=1
+  if [ -n "$received" ]; then
+    say "got SIG$1 after SIG$received: ignored (the first stop request decides)"
+    return
+  fi
+  received=$1
   if [ -n "$step_pid" ]; then
     # Always USR1: srun turns a TERM it receives into SIGKILL for every task.
     say "got SIG$1: asking every rank to save and stop (USR1 to srun pid $step_pid)"
@@ -203,11 +212,12 @@ newest_checkpoint() { cat "$SAVE_DIR/latest" 2>/dev/null || echo none; }
 # node failed, and the exit code the ranks agreed on, if they got as far as agreeing.
 RUN_ID="run${SLURM_RESTART_COUNT:-0}"
 SRUN_LOG="$STATE_DIR/srun.$RUN_ID.err"
-# The training writes the code all ranks agreed on here (rank 0, just before the ranks
-# exit). srun's own code cannot be trusted for that: it reports 128+n as soon as any task
+# The training publishes the job's code here before its teardown (pretrain/runtime/
+# exit_code.py: rank 0 for a code all ranks agreed on, else the first rank with a final
+# error). srun's own code cannot be trusted for that: it reports 128+n as soon as any task
 # is killed, e.g. by --wait during a slow teardown after a clean save.
 export LEV_EXIT_CODE_FILE="$STATE_DIR/exit_code.$RUN_ID"
-rm -f "$SRUN_LOG" "$SRUN_LOG.done" "$LEV_EXIT_CODE_FILE"
+rm -f "$SRUN_LOG" "$SRUN_LOG.done" "$LEV_EXIT_CODE_FILE" "$LEV_EXIT_CODE_FILE".rank*.tmp
 
 # The nodes of this allocation, in order, and the node of each task under srun's default
 # block distribution ("2(x3),1": 2 tasks on each of 3 nodes, then 1).

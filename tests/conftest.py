@@ -83,3 +83,39 @@ def wait_ranks(procs: list[subprocess.Popen], log_dir: Path, timeout: float = 30
 
 def rank_logs(log_dir: Path) -> str:
     return "\n".join(f"--- {f.name}\n{f.read_text()[-6000:]}" for f in sorted(log_dir.glob("rank*.log")))
+
+
+# ---------------------------------------------------------------- parallel runs (CI)
+#: Tests that share an expensive session fixture run on one xdist worker, so the fixture is
+#: built once: the Slurm clusters, the trained checkpoints of tests/pretrain/conftest.py,
+#: the data_prep corpora. Every other file is its own unit (module fixtures built once).
+_SHARED_GROUPS = {
+    "tests/slurm/": "slurm",
+    "tests/pretrain/test_evaluate.py": "trained",
+    "tests/pretrain/test_export_hf.py": "trained",
+    "tests/pretrain/test_checkpoint_durability.py": "zero1_two_tags",
+    "tests/pretrain/test_checkpoint_restart_io.py": "zero1_two_tags",
+    "tests/data_prep/": "data_prep",
+}
+#: Units in this order first: the Slurm tests mostly wait (requeues, timeouts), so they run
+#: beside everything else instead of after it; then the longest CPU-bound units.
+_FIRST = ("slurm", "trained", "zero1_two_tags")
+
+
+def _unit(item: pytest.Item) -> str:
+    path = item.nodeid.split("::")[0]
+    for prefix, group in _SHARED_GROUPS.items():
+        if path.startswith(prefix):
+            return group
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (scripts/test.sh): one unit of work per file or
+    shared-fixture group, the long units first. A no-op order change otherwise."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    rank = {group: i for i, group in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item), len(_FIRST)))  # stable: file order kept

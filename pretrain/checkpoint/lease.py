@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from pretrain.config import ConfigError
 from pretrain.runtime.distributed import broadcast_object
+from pretrain.runtime.launcher import node_name
 
 __all__ = ["LEASE", "SaveDirInUseError", "SaveDirLease", "job_identity", "lease_save_dir"]
 
@@ -56,7 +56,7 @@ def job_identity(env: dict[str, str] | None = None) -> str:
     run_id = env.get("TORCHELASTIC_RUN_ID", "none")
     if run_id != "none":  # torchrun's default rendezvous id names no run
         return f"torchrun run {run_id}"
-    return f"process {os.getpid()} on {socket.gethostname()}"
+    return f"process {os.getpid()} on {node_name()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class SaveDirLease:
     def __init__(self, save_dir: str | Path, timeout_s: float, job: str | None = None) -> None:
         self.path = Path(save_dir) / LEASE
         self.timeout_s = timeout_s
-        self.me = Holder(job or job_identity(), socket.gethostname(), os.getpid(), 0.0)
+        self.me = Holder(job or job_identity(), node_name(), os.getpid(), 0.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -50,6 +50,7 @@ import torch.distributed as dist
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 from megatron_patches.deepspeed_durable_io import fsync_file, track_checkpoint_writes
+from megatron_patches.deepspeed_mapped_load import map_checkpoint_reads
 from pretrain.runtime.distributed import all_gather_object, broadcast_object
 
 __all__ = [
@@ -417,6 +418,7 @@ class CheckpointManager:
     def load(self, engine, tag_dir: Path, *, world_size_changed: bool) -> dict[str, Any]:
         """Load ``tag_dir`` into ``engine`` and restore this rank's RNG; returns meta."""
         meta = self.read_meta(tag_dir)
+        map_checkpoint_reads(engine)  # one copy per node in the page cache, not one per rank
         load_path, client_state = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
         # DeepSpeed only warns (and returns None) when files are missing.
         if load_path is None or (client_state or {}).get("step") != meta["step"]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pretrain.data.shards import (
     TokenShardDataset,
 )
 from pretrain.runtime.distributed import all_gather_object, broadcast_object
+from pretrain.runtime.launcher import node_name
 
 __all__ = ["check_save_dir_shared", "open_splits_everywhere", "rank_view_of_save_dir"]
 
@@ -59,7 +59,7 @@ def check_save_dir_shared(save_dir: Path, *, timeout_s: float = 30.0) -> None:
     """
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
-    host = socket.gethostname()
+    host = node_name()
     nonce = broadcast_object(uuid.uuid4().hex if rank == 0 else None)
     probes = save_dir / _PROBES
     probes.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def open_splits_everywhere(open_split: Callable[[str], TokenShardDataset],
         problems = [p for ds in datasets for p in ds.check_files()]
     except _DATA_ERRORS as exc:
         kind, problems = type(exc).__name__, [str(exc)]
-    found = all_gather_object({"rank": rank, "host": socket.gethostname(), "kind": kind,
+    found = all_gather_object({"rank": rank, "host": node_name(), "kind": kind,
                      "problems": problems})
     bad = [f for f in found if f["problems"]]
     if not bad:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import socket
 import subprocess
 
@@ -30,14 +31,27 @@ log = logging.getLogger(__name__)
 
 
 def _master_addr(layout: RankLayout) -> str:
+    """The rendezvous host: MASTER_ADDR if set, else (under srun) the first node's NodeAddr."""
     if "MASTER_ADDR" in os.environ:
         return os.environ["MASTER_ADDR"]
     nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
     if layout.launcher == "srun" and nodelist:
         hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
                                capture_output=True, text=True).stdout.split()
-        return hosts[0]
+        return _slurm_node_addr(hosts[0])
     return "127.0.0.1"
+
+
+def _slurm_node_addr(node: str) -> str:
+    """A Slurm node's NodeAddr: its name on most clusters, but not where node names are
+    not host names (renamed nodes, several slurmd on one host). The name if unknown."""
+    try:
+        out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return node
+    match = re.search(r"(?:^|\s)NodeAddr=(\S+)", out)
+    return match.group(1) if match else node
 
 
 def _free_port() -> int:

@@ -5,9 +5,10 @@ or none. ``pretrain/runtime/distributed.py`` builds the process groups from it."
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
-__all__ = ["RankLayout", "detect_rank_layout"]
+__all__ = ["RankLayout", "detect_rank_layout", "node_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +56,15 @@ def detect_rank_layout(env: dict[str, str] | None = None) -> RankLayout:
                           int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0)),
                           int(env.get("OMPI_COMM_WORLD_LOCAL_SIZE", world)), "mpiexec")
     return RankLayout(0, 1, 0, 1, "single")
+
+
+def node_name(env: dict[str, str] | None = None) -> str:
+    """The node this process runs on, as the scheduler names it: Slurm's node name
+    (``SLURMD_NODENAME``) where there is one, else the host name.
+
+    Messages that say where something happened (heartbeats, leases, probes) use it, so they
+    name what ``sinfo``, ``scontrol`` and ``--exclude`` take, also where several Slurm
+    nodes share one host or node names are not host names.
+    """
+    env = os.environ if env is None else env
+    return env.get("SLURMD_NODENAME") or socket.gethostname()

@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pretrain.runtime.launcher import node_name
+
 __all__ = ["StepTimeout", "Watchdog"]
 
 log = logging.getLogger(__name__)
@@ -208,7 +210,7 @@ class Watchdog:
         tmp = path.with_name(f"{path.name}.tmp")
         try:
             tmp.write_text(json.dumps({"rank": self.rank, "section": section, "step": step,
-                                       "time": entered_at, "host": os.uname().nodename,
+                                       "time": entered_at, "host": node_name(),
                                        "pid": os.getpid()}))
             os.replace(tmp, path)
         except OSError as exc:  # a heartbeat must never fail the run

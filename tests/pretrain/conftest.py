@@ -113,3 +113,15 @@ def trained(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         return save
 
     return get
+
+
+@pytest.fixture(scope="session")
+def zero1_two_tags(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8-step ZeRO-1 run on 2 ranks with complete tags at steps 4 and 8, trained once per
+    session for the checkpoint tests (read-only by convention: copy it to change it)."""
+    from tests.pretrain.train_helpers import run_training
+
+    save = tmp_path_factory.mktemp("zero1_two_tags") / "run"
+    run_training(2, save, shard_dir, "train.zero_stage=1", "train.train_steps=8",
+                 "checkpoint.save_interval=4", "checkpoint.keep_last=5")
+    return save

@@ -18,13 +18,10 @@ pytestmark = pytest.mark.multiproc
 ZERO1 = ["train.zero_stage=1"]
 
 
-@pytest.fixture(scope="module")
-def saved(shard_dir, tmp_path_factory):
-    """An 8-step ZeRO-1 run on 2 ranks with complete tags at steps 4 and 8."""
-    save = tmp_path_factory.mktemp("restart_io") / "run"
-    run_training(2, save, shard_dir, *ZERO1, "train.train_steps=8", "checkpoint.save_interval=4",
-                 "checkpoint.keep_last=5")
-    return save
+@pytest.fixture
+def saved(zero1_two_tags):
+    """An 8-step ZeRO-1 run on 2 ranks with complete tags at steps 4 and 8 (shared)."""
+    return zero1_two_tags
 
 
 def log_of(tmp_path, name, rank=0):

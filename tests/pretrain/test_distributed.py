@@ -1,8 +1,11 @@
 """Rank layout from each launcher's environment (what every rank is told it is)."""
 
+import socket
+
 import pytest
 
 from pretrain.runtime.distributed import cuda_device_index, detect_rank_layout
+from pretrain.runtime.launcher import node_name
 
 
 def test_torchrun_variables_are_read_as_is():
@@ -51,3 +54,10 @@ def test_each_rank_drives_a_gpu_it_can_see(local_rank, visible, device):
 def test_too_few_visible_gpus_for_the_local_rank_is_refused_by_name():
     with pytest.raises(ValueError, match=r"local rank 5 but this process sees 2 GPUs"):
         cuda_device_index(5, 2)
+
+
+def test_the_node_is_named_as_slurm_names_it_where_there_is_a_slurm_node():
+    # Heartbeats, leases and probes say where something happened in the names that sinfo
+    # and --exclude take (several slurmd can share one host).
+    assert node_name({"SLURMD_NODENAME": "gpu-a17"}) == "gpu-a17"
+    assert node_name({}) == socket.gethostname()

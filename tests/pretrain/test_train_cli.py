@@ -17,19 +17,25 @@ BAD = "model.num_attention_heads=5"  # does not divide hidden_size: a config err
 MESSAGE = "ConfigError: model.hidden_size="
 
 
-def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, env=cpu_env(), capture_output=True, text=True,
+def run(cmd: list[str], timeout: float = 180,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, env=env or cpu_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 
 @pytest.mark.multiproc
-def test_a_config_error_under_mpiexec_prints_once_and_exits_2():
+def test_a_config_error_under_mpiexec_prints_once_exits_2_and_publishes_2(tmp_path):
+    code_file = tmp_path / "exit_code.run0"
     proc = run([shutil.which("mpiexec") or "mpiexec", "-n", "2", sys.executable, "-m",
-                "pretrain.train", "--config", TINY, BAD])
+                "pretrain.train", "--config", TINY, BAD],
+               env=cpu_env(LEV_EXIT_CODE_FILE=str(code_file)))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert out.count(MESSAGE) == 1 and "pretrain.train: error: ConfigError" in out
     assert "Traceback" not in out
+    # Both ranks raced to publish the same verdict: one file, no temporary left behind.
+    assert code_file.read_text() == "2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exit_code.run0"]
 
 
 @pytest.mark.multiproc

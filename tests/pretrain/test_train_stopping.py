@@ -33,10 +33,14 @@ def test_too_many_consecutive_nan_steps_stop_with_exit_3_naming_the_last_checkpo
     assert "last good checkpoint: step 2" in log
 
 
-def test_time_budget_saves_and_exits_75_at_a_step_boundary(shard_dir, tmp_path):
+def test_time_budget_saves_exits_75_at_a_step_boundary_and_publishes_75(shard_dir, tmp_path):
     run_dir = tmp_path / "budget"
+    code_file = tmp_path / "launcher" / "exit_code.run0"
+    code_file.parent.mkdir()
     run_training(2, run_dir, shard_dir, "train.train_steps=1000", "train.exit_duration_mins=0.0001",
-                 expect=75)
+                 env={"LEV_EXIT_CODE_FILE": str(code_file)}, expect=75)
+    assert code_file.read_text() == "75\n"  # rank 0's, for the launcher
+    assert [p.name for p in code_file.parent.iterdir()] == ["exit_code.run0"]
     stopped_at = int((run_dir / "latest").read_text().strip()[4:])
     assert 1 <= stopped_at < 1000
     assert (run_dir / f"step{stopped_at:08d}" / "meta.json").is_file()

@@ -79,10 +79,16 @@ def jobs(multinode_slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
     # The launcher's srun with PYTHON replaced by a probe: it initialises the process group
     # as pretrain.train does, gathers every rank's node over it, and records what it saw.
     probe = root / "probe_python"
+    # It also records the address pretrain.train would pick itself under a bare srun
+    # (no MASTER_ADDR from the launcher).
     code = ("import json, os; from pretrain.runtime.distributed import init_distributed, "
-            "all_gather_object, destroy_distributed; layout = init_distributed(1, 0); "
+            "all_gather_object, destroy_distributed, _master_addr, detect_rank_layout; "
+            "given = os.environ.pop('MASTER_ADDR'); "
+            "own_addr = _master_addr(detect_rank_layout()); os.environ['MASTER_ADDR'] = given; "
+            "layout = init_distributed(1, 0); "
             "keys = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', "
             "'SLURMD_NODENAME', 'SLURM_NODEID'); rec = {k: os.environ[k] for k in keys}; "
+            "rec['own_addr'] = own_addr; "
             "rec['gathered'] = all_gather_object(os.environ['SLURMD_NODENAME']); "
             f"open('{root}/probe/rank' + os.environ['RANK'] + '.json', 'w').write(json.dumps(rec)); "
             "destroy_distributed()")
@@ -127,6 +133,7 @@ def test_ranks_on_two_nodes_get_their_node_layout_and_meet_at_the_first_nodes_ad
     # The rendezvous address is the first node's NodeAddr, not its name: these node names
     # resolve nowhere, as on any cluster whose node names are not host names.
     assert {r["MASTER_ADDR"] for r in records} == {"127.0.0.1"}
+    assert {r["own_addr"] for r in records} == {"127.0.0.1"}  # under a bare srun too
     # One process group across both nodes: every rank saw every rank's node.
     assert all(r["gathered"] == [nodes[0], nodes[0], nodes[1], nodes[1]] for r in records)
 

@@ -271,6 +271,36 @@ def test_the_exit_code_the_ranks_agreed_on_wins_over_sruns(slurm: LocalSlurm, sh
     assert "requeued job" in text and "launch_pretrain: finished" in text
 
 
+def test_the_time_limits_term_after_its_usr1_during_a_slow_save_still_requeues(
+        slurm: LocalSlurm, shard_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    # Stand-in ranks that take 4 s to "save" on USR1, then exit 75. The batch shell gets
+    # USR1 (the time-limit warning), then TERM while the ranks save: the first signal
+    # decides, so the job requeues instead of ending as a cancel.
+    ready = tmp_path / "ready"
+    ranks = tmp_path / "ranks_python"
+    ranks.write_text("#!/bin/bash\n"
+                     "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then exit 0; fi\n"
+                     "trap 'sleep 4; exit 75' USR1\n"
+                     f"touch {ready}.$SLURM_PROCID\n"
+                     "while :; do sleep 0.1; done\n")
+    ranks.chmod(0o755)
+    job = submit(slurm, tmp_path, env={**train_env(shard_dir, tmp_path / "run"),
+                                       "PYTHON": str(ranks)})
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{ready}.{rank}").exists() for rank in (0, 1)):
+        assert time.monotonic() < deadline, job.text()[-4000:]
+        time.sleep(0.2)
+    slurm.signal(job.id, "USR1", batch_only=True)
+    time.sleep(1.5)
+    slurm.signal(job.id, "TERM", batch_only=True)
+    state, text = job.finish(timeout=120)
+
+    assert state == "COMPLETED", text[-4000:]
+    assert "got SIGTERM after SIGUSR1: ignored" in text
+    assert "training exited with code 75" in text and "stopped on request" not in text
+    assert slurm.requeue_count(job.id) == 1 and "launch_pretrain: finished" in text
+
+
 def test_a_second_job_of_the_same_name_waits_for_the_first(slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
                                                            tmp_path: Path) -> None:
     # The sbatch files' --dependency=singleton: one live job per name, so two submissions of
