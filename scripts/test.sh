@@ -39,4 +39,12 @@ bash scripts/install.sh
 
 # Slurm tests must run in CI, never silently skip.
 export LEV_REQUIRE_SLURM=1
-exec python3 -m pytest -q --durations=25 "$@"
+# Three workers on two cores: the Slurm tests (one worker per local cluster) mostly wait on
+# requeues and timeouts, so they run beside the CPU-bound tests instead of after them. Each
+# test file, and each group of files sharing an expensive session fixture, stays on one
+# worker (tests/conftest.py), so fixtures are built once. LEV_TEST_WORKERS=0 runs serially.
+workers=${LEV_TEST_WORKERS:-3}
+if [ "$workers" = 0 ]; then
+  exec python3 -m pytest -q --durations=25 "$@"
+fi
+exec python3 -m pytest -q --durations=25 -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

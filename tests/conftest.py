@@ -90,6 +90,7 @@ def rank_logs(log_dir: Path) -> str:
 #: built once: the Slurm clusters, the trained checkpoints of tests/pretrain/conftest.py,
 #: the data_prep corpora. Every other file is its own unit (module fixtures built once).
 _SHARED_GROUPS = {
+    "tests/slurm/test_multinode.py": "slurm_multinode",  # its own 3-node cluster
     "tests/slurm/": "slurm",
     "tests/pretrain/test_evaluate.py": "trained",
     "tests/pretrain/test_export_hf.py": "trained",
@@ -97,9 +98,10 @@ _SHARED_GROUPS = {
     "tests/pretrain/test_checkpoint_restart_io.py": "zero1_two_tags",
     "tests/data_prep/": "data_prep",
 }
-#: Units in this order first: the Slurm tests mostly wait (requeues, timeouts), so they run
-#: beside everything else instead of after it; then the longest CPU-bound units.
-_FIRST = ("slurm", "trained", "zero1_two_tags")
+#: Units in this order first: the Slurm tests mostly wait (requeues, timeouts), so each
+#: cluster's tests take a worker from the start and run beside everything else instead of
+#: after it; then the longest CPU-bound units.
+_FIRST = ("slurm", "slurm_multinode", "trained", "zero1_two_tags")
 
 
 def _unit(item: pytest.Item) -> str:
@@ -110,10 +112,11 @@ def _unit(item: pytest.Item) -> str:
     return path
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``pytest -n N --dist loadgroup`` (scripts/test.sh): one unit of work per file or
     shared-fixture group, the long units first. A no-op order change otherwise."""
-    if getattr(config.option, "dist", "no") != "loadgroup":
+    if not getattr(config.option, "loadgroup", False):  # what xdist's workers are told
         return
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_unit(item)))

@@ -44,7 +44,9 @@ def test_a_config_error_under_torchrun_prints_once_and_names_it_in_torchruns_sum
                 f"--master-port={free_port()}", "-m", "pretrain.train", "--config", TINY, BAD])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out  # torchrun's own code; each rank's 2 is in its summary
-    assert out.count(f"pretrain.train: error: {MESSAGE}") == 1
+    # Rank 0 prints the line; when rank 1 fails first, torchrun SIGTERMs rank 0, which may
+    # not have installed its handler yet (a loaded machine): then only the summary says it.
+    assert out.count(f"pretrain.train: error: {MESSAGE}") <= 1
     summary = out[out.index("ChildFailedError"):]
     assert "exitcode  : 2" in summary and MESSAGE in summary
     assert "To enable traceback" not in summary
