@@ -6,7 +6,9 @@ signal or time budget (relaunch to resume), 76 signalled before any step (nothin
 save), 77 hang detected by the watchdog, 74 checkpoint unreadable at restart (I/O errors;
 relaunch), 2 config/data error, 3 non-finite loss. A config
 or data error prints one line per job (``pretrain/runtime/errors.py``); torchrun itself exits 1
-and names the error and each rank's code in its summary.
+and names the error and each rank's code in its summary. Under ``slurm/launch_pretrain.sh``
+the code is also published to ``LEV_EXIT_CODE_FILE`` before the teardown
+(``pretrain/runtime/exit_code.py``), so a rank killed while tearing down cannot change it.
 """
 
 from __future__ import annotations
