@@ -7,7 +7,8 @@
 Builds exactly what pretrain.train builds (megatron-core GPT, DeepSpeed engine, AdamW,
 the config's precision/ZeRO/recompute, via pretrain.training.trainer.build_engine) and times full optimizer steps on Zipf-distributed
 token ids (realistic distinct-id counts for LEV) after warm-up. No shards needed.
-MFU uses --peak-tflops, else train.peak_tflops, else a table of known GPUs (bf16 dense).
+MFU uses --peak-tflops, else train.peak_tflops, else the dense bf16 peak of the exact GPU
+model (pretrain/runtime/peaks.py: H100/H200 SXM, PCIe, NVL; no MFU for other devices).
 """
 
 from __future__ import annotations
@@ -23,19 +24,16 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "H800": 989.0, "GH200": 989.0}
-
-
 def peak_tflops(explicit: float) -> float:
+    """``explicit``, else the dense bf16 peak of this exact GPU model, else 0 (no MFU)."""
     import torch
+
+    from pretrain.runtime.peaks import dense_bf16_peak
 
     if explicit:
         return explicit
     if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        for key, value in PEAK_BF16_TFLOPS.items():
-            if key in name:
-                return value
+        return dense_bf16_peak(torch.cuda.get_device_name())[0] or 0.0
     return 0.0
 
 
