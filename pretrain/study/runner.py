@@ -8,6 +8,8 @@
     python -m pretrain.study long    --out runs/study --lrs 5e-4 1e-3 2e-3   # issue 20:
                                      # 3000 steps, validation curves, every arm on one lr grid
     python -m pretrain.study trend   --out runs/study --results docs/results/lev_long [--of compare]
+    python -m pretrain.study size    --out runs/study --of long@long-d64 long long@long-d256 \
+                                     --results docs/results/lev_long   # the gap across bodies
 
 A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
 Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
@@ -381,9 +383,10 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan", choices=[*PLANS, "report", "trend"],
-                        help="which runs to train and evaluate, `report` to summarise them, or "
-                             "`trend` for the gap-over-training report of the `long` plan")
+    parser.add_argument("plan", choices=[*PLANS, "report", "trend", "size"],
+                        help="which runs to train and evaluate, `report` to summarise them, "
+                             "`trend` for the gap-over-training report of the `long` plan, or "
+                             "`size` for LEV's gap to tied-iso across the bodies of --of")
     parser.add_argument("--out", default="runs/study", help="runs, corpora and reports")
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA,
                         help="corpora built from packages under OUT/<corpus>/ (default: both)")
@@ -407,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
     parser.add_argument("--no-cloze", action="store_true",
                         help="compare: skip the offline lm-eval task (export + lm_eval per run)")
-    parser.add_argument("--of", default="long",
+    parser.add_argument("--of", nargs="+", default=["long"],
                         help="trend: the plan directory whose validation curves are fitted "
-                             "(a plan, or PLAN@SHAPE for runs trained with --shape)")
+                             "(a plan, or PLAN@SHAPE for runs trained with --shape); size: "
+                             "one plan directory per body size")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report / trend: where the summary goes")
     args = parser.parse_args(argv)
@@ -423,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan == "trend":
         from pretrain.study.trend import write_trend_report
 
-        print(write_trend_report(out / args.of / "results.jsonl", Path(args.results)))
+        if len(args.of) != 1:
+            parser.error("trend takes one --of")
+        print(write_trend_report(out / args.of[0] / "results.jsonl", Path(args.results)))
+        return 0
+    if args.plan == "size":
+        from pretrain.study.size import write_size_report
+
+        print(write_size_report(out, args.of, Path(args.results)))
         return 0
     corpora = args.corpora
     if args.data_path:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "effective_parameter_multiplier",
+__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "effective_parameter_multiplier", "least_squares",
            "fit_gap_trend", "gap_curve", "write_trend_report"]
 
 Curve = dict[int, float]
@@ -74,7 +74,7 @@ def gap_curve(lev: Curve, baseline: Curve) -> Curve:
     return {s: lev[s] - baseline[s] for s in sorted(set(lev) & set(baseline))}
 
 
-def _ols(xs: list[float], ys: list[float]) -> tuple[float, float]:
+def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares slope and its standard error."""
     n = len(xs)
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
@@ -110,8 +110,8 @@ def fit_gap_trend(pairs: list[tuple[Curve, Curve]], from_fraction: float = 0.5) 
                          f"{last}; evaluate more often (train.eval_interval)")
     xs = [s / 1000 for s in window]
     mean_adv = [-statistics.fmean(g[s] for g in gaps) for s in window]
-    slope, reg_se = _ols(xs, mean_adv)
-    seed_slopes = [_ols(xs, [-g[s] for s in window])[0] for g in gaps]
+    slope, reg_se = least_squares(xs, mean_adv)
+    seed_slopes = [least_squares(xs, [-g[s] for s in window])[0] for g in gaps]
     seed_se = (statistics.stdev(seed_slopes) / math.sqrt(len(gaps))) if len(gaps) > 1 else 0.0
     return GapTrend(final_gap=-mean_adv[-1], slope_per_1k=slope,
                     stderr_per_1k=max(reg_se, seed_se), seeds=len(gaps),
@@ -133,7 +133,7 @@ def effective_parameter_multiplier(baseline: list[tuple[float, float]], params: 
     """
     if len({n for n, _ in baseline}) < 2:
         raise ValueError("the baseline needs at least two model sizes")
-    slope, _ = _ols([math.log(n) for n, _ in baseline], [math.log(v) for _, v in baseline])
+    slope, _ = least_squares([math.log(n) for n, _ in baseline], [math.log(v) for _, v in baseline])
     if slope >= 0:
         raise ValueError(f"baseline loss does not fall with size (log-log slope {slope:+.3f})")
     log_n = statistics.fmean(math.log(n) for n, _ in baseline)
