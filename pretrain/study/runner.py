@@ -9,7 +9,8 @@
                                      # 3000 steps, validation curves, every arm on one lr grid
     python -m pretrain.study trend   --out runs/study --results docs/results/lev_long [--of compare]
     python -m pretrain.study size    --out runs/study --of long@long-d64 long long@long-d256 \
-                                     --results docs/results/lev_long   # the gap across bodies
+                                     --lrs 1e-3 --results docs/results/lev_long   # the gap
+                                     # across bodies (at one lr, or each arm's best)
 
 A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
 Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
@@ -404,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override train.train_steps")
     parser.add_argument("--lrs", nargs="+", type=float, default=None,
                         help="peak learning rates: every variant is trained at each (min_lr = "
-                             "lr/10), so every arm gets the same tuning")
+                             "lr/10), so every arm gets the same tuning; size: compare every "
+                             "size at the first (default: each arm at its best)")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once")
     parser.add_argument("--nproc", type=int, default=1, help="ranks per run")
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
@@ -434,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan == "size":
         from pretrain.study.size import write_size_report
 
-        print(write_size_report(out, args.of, Path(args.results)))
+        lr = args.lrs[0] if args.lrs else None
+        print(write_size_report(out, args.of, Path(args.results), lr=lr))
         return 0
     corpora = args.corpora
     if args.data_path:

@@ -112,16 +112,22 @@ def _run_config(row: dict[str, Any]):
         Path(fh.name).unlink()
 
 
-def size_points(out: Path, plan_dirs: list[str], lev: str = "lev",
-                baseline: str = "tied-iso") -> dict[str, list[SizePoint]]:
-    """corpus -> one :class:`SizePoint` per plan directory that has both arms on it."""
+def size_points(out: Path, plan_dirs: list[str], lev: str = "lev", baseline: str = "tied-iso",
+                lr: float | None = None) -> dict[str, list[SizePoint]]:
+    """corpus -> one :class:`SizePoint` per plan directory that has both arms on it, each
+    arm at its best grid lr, or at ``lr`` (when only some sizes have a grid, one lr that
+    every size has keeps the sizes comparable)."""
     from pretrain.training.params import count_all
 
     found: dict[str, list[SizePoint]] = {}
     for plan_dir in plan_dirs:
         arms = arm_curves(out / plan_dir / "results.jsonl")
         for corpus in sorted({c for c, _ in arms}):
-            best = best_lr_arms(arms, corpus)
+            if lr is None:
+                best = best_lr_arms(arms, corpus)
+            else:
+                best = {v: f"{v}@lr{lr:.0e}" for v in (lev, baseline)
+                        if (corpus, f"{v}@lr{lr:.0e}") in arms}
             if lev not in best or baseline not in best:
                 continue
             a, b = arms[(corpus, best[lev])], arms[(corpus, best[baseline])]
@@ -140,20 +146,24 @@ def size_points(out: Path, plan_dirs: list[str], lev: str = "lev",
 
 
 def write_size_report(out: Path, plan_dirs: list[str], results: Path,
-                      target_config: str = "pretrain/configs/lev_1b2.yaml") -> Path:
-    """``results/size.md``: the points, the two extrapolations and the multipliers."""
+                      target_config: str = "pretrain/configs/lev_1b2.yaml",
+                      lr: float | None = None) -> Path:
+    """``results/size.md``: the points, the two extrapolations and the multipliers (arms at
+    their best grid lr, or all at ``lr``)."""
     from pretrain.config import load_config
     from pretrain.training.params import count_all
 
     target = count_all(load_config(target_config))["lev"].backbone
     lines = ["# LEV's gap to tied-iso across body sizes", "",
              f"From {', '.join(f'`{d}`' for d in plan_dirs)} under `{out}`: final subset loss "
-             f"(nats), each arm at its best grid lr, mean over the seeds both arms have. "
+             f"(nats), each arm "
+             f"{'at its best grid lr' if lr is None else f'at lr {lr:g}'}, mean over the "
+             f"seeds both arms have. "
              f"Extrapolated to the body of `{target_config}` ({target:,} parameters) "
              f"(pretrain/study/size.py). Every run sees the same tokens, so tokens per "
              f"parameter fall as the body grows.", ""]
     results.mkdir(parents=True, exist_ok=True)
-    for corpus, points in size_points(out, plan_dirs).items():
+    for corpus, points in size_points(out, plan_dirs, lr=lr).items():
         points.sort(key=lambda p: p.body)
         lines += [f"## {corpus}", "", "| plan | body | LEV params | tokens / param | seeds | "
                   "LEV loss | tied-iso loss | gap (nats) | effective multiplier |",
