@@ -96,13 +96,20 @@ def deepspeed_config(config: Config, dp_size: int) -> dict[str, Any]:
     }
 
 
-def _fault_injection_delay(section: str) -> None:
-    """Sleep in ``section`` (``save`` or ``eval``) for the seconds ``LEV_FAULT_DELAY_S``
-    gives as ``SECTION:SECONDS`` (tests: a signal that arrives during a slow save)."""
+def _fault_injection_delay(section: str, stopper: StopController | None = None) -> None:
+    """Sleep in ``section`` (``save``, ``eval`` or ``setup``) for the seconds
+    ``LEV_FAULT_DELAY_S`` gives as ``SECTION:SECONDS`` (tests: a signal that arrives during
+    a slow save, or during set-up however loaded the machine is). With ``stopper``, a stop
+    request ends the sleep early."""
     name, _, seconds = os.environ.get("LEV_FAULT_DELAY_S", "").partition(":")
-    if name == section:
-        log.warning("fault injection: %s delayed by %s s", section, seconds)
-        time.sleep(float(seconds))
+    if name != section:
+        return
+    log.warning("fault injection: %s delayed by %s s", section, seconds)
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        if stopper is not None and stopper.local_reason() != StopReason.NONE:
+            return
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def _fault_injection_nan(loss: torch.Tensor, step: int) -> torch.Tensor:
@@ -223,6 +230,7 @@ class Trainer:
                 accum_steps=self.batch.accum_steps, launcher=self.layout.launcher,
                 layer_spec=self.layer_spec, train_data=self.train_data,
                 val_data=self.val_data, order=self.order, start_step=self.step))
+        _fault_injection_delay("setup", self.stopper)
 
     def _model_shape(self) -> dict[str, Any]:
         c = config_to_dict(self.config)

@@ -46,8 +46,10 @@ def test_the_log_line_has_step_of_total_pace_memory_and_eta(logged_run):
     assert all(records[s]["train_steps"] == (6 if s <= 6 else 9) for s in records)
     assert all(records[s]["ms_per_step"] > 0 and records[s]["memory_gib"] > 0.05
                for s in records)
-    eta = [records[s]["eta_s"] for s in range(1, 7)]
-    assert eta[-1] == 0 and eta[0] > eta[3] > 0  # counts down to the end of the run
+    # The ETA is the steps left at the last interval's pace, 0 at the end of the run.
+    for s in range(1, 7):
+        assert records[s]["eta_s"] == pytest.approx((6 - s) * records[s]["ms_per_step"] / 1000)
+    assert records[6]["eta_s"] == 0 and records[5]["eta_s"] > 0
 
 
 def test_wandb_offline_mirrors_the_metrics_and_a_resume_continues_the_same_run(logged_run):

@@ -91,7 +91,10 @@ def jobs(local_slurm: LocalSlurm, shard_dir: Path,  # noqa: F811
         "reference": job("reference"),
         "term_batch": job("term_batch"),
         "cancel": job("cancel"),
-        "setup_signals": job("setup_signals", env={"MAX_NO_PROGRESS_RESTARTS": "1"}),
+        # Set-up held open (up to 60 s, until a stop request) at its end: the signal lands
+        # in set-up however loaded the machine is.
+        "setup_signals": job("setup_signals", env={"MAX_NO_PROGRESS_RESTARTS": "1",
+                                                   "LEV_FAULT_DELAY_S": "setup:60"}),
         # srun's --wait (60 s by default) shortened: the test needs the mechanism, not the wait.
         "killed_rank": job("killed_rank", periodic, env={"SRUN_WAIT_S": "20"}),
         "stopped_rank": job("stopped_rank", periodic, "watchdog.step_timeout_s=15",
@@ -132,13 +135,15 @@ def test_plain_scancel_saves_and_the_job_ends_cancelled_without_restart(jobs):
     assert 1 <= saved_step(job) < STEPS, text[-5000:]
 
 
+SETUP_HELD = "[rank 0] WARNING pretrain.training.trainer: fault injection: setup delayed"
+
+
 def test_signals_during_set_up_stop_requeueing_after_the_limit(jobs):
     job = started(jobs["setup_signals"])
     for run in range(2):  # MAX_NO_PROGRESS_RESTARTS=1: one requeue, then the job fails
-        # Once the process group is up the ranks build the model and engine (set-up, seconds
-        # before the first step); their handler has long been installed.
-        wait_for(lambda run=run: job.text().count("INFO pretrain.runtime.distributed: rank 0/2") > run,
-                 job, f"run {run} in set-up")
+        # The ranks have built the model and engine and wait at the end of set-up; their
+        # handler has long been installed.
+        wait_for(lambda run=run: job.text().count(SETUP_HELD) > run, job, f"run {run} in set-up")
         job.slurm.signal(job.id, "USR1", batch_only=True)
         if run == 0:
             wait_for(lambda: job.slurm.requeue_count(job.id) == 1, job, "the first requeue")
