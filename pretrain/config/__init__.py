@@ -7,7 +7,7 @@ what to change. Every field carries its documentation; the config *is* the refer
 """
 
 from pretrain.config.errors import ConfigError
-from pretrain.config.loading import config_to_dict, config_to_yaml, load_config
+from pretrain.config.loading import config_from_dict, config_to_dict, config_to_yaml, load_config
 from pretrain.config.model import EMBEDDINGS, LEVConfig, ModelConfig, ParallelConfig
 from pretrain.config.reference import config_reference
 from pretrain.config.run import (
@@ -21,6 +21,7 @@ from pretrain.config.run import (
 from pretrain.config.tree import Config, check_world_size
 
 __all__ = [
+    "config_from_dict",
     "EMBEDDINGS",
     "CheckpointConfig",
     "Config",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from pretrain.config.errors import ConfigError
 from pretrain.config.tree import Config
 
-__all__ = ["config_to_dict", "config_to_yaml", "load_config"]
+__all__ = ["config_from_dict", "config_to_dict", "config_to_yaml", "load_config"]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -151,6 +152,14 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict (for checkpoints, logs and fingerprints)."""
     return dataclasses.asdict(config)
+
+
+def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
+    """The config a ``config_to_dict`` mapping describes (e.g. the one a checkpoint's
+    meta.json records), through the validated loader: JSON is YAML, so every value
+    round-trips as an override."""
+    return load_config(None, [f"{section}.{key}={json.dumps(value)}"
+                              for section, fields in raw.items() for key, value in fields.items()])
 
 
 def config_to_yaml(config: Config) -> str:

@@ -48,7 +48,7 @@ def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size
     The batch becomes one micro-batch per rank (no accumulation), so any DP size fits.
     """
     from pretrain.checkpoint.manager import META
-    from pretrain.config import load_config
+    from pretrain.config import config_from_dict
 
     meta = json.loads((tag_dir / META).read_text())
     if "config" not in meta:
@@ -62,10 +62,7 @@ def load_checkpoint_config(tag_dir: Path, data_dir: str | Path, micro_batch_size
     # The modules it was trained with (a TE-trained checkpoint on a host without TE is
     # refused by model.layer_spec with what to do, not by a missing-key traceback).
     raw["model"]["layer_spec"] = meta.get("layer_spec", "local")
-    # JSON is YAML, so every stored value round-trips through the validated loader.
-    overrides = [f"{section}.{key}={json.dumps(value)}"
-                 for section, fields in raw.items() for key, value in fields.items()]
-    return load_config(None, overrides), meta
+    return config_from_dict(raw), meta
 
 
 def ensure_tensor_parallel(tp: int, seed: int) -> None:

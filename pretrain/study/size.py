@@ -21,13 +21,13 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pretrain.study.trend import (
     arm_curves,
     best_lr_arms,
     effective_parameter_multiplier,
     least_squares,
+    run_meta,
 )
 
 __all__ = ["SizePoint", "SizeTrend", "fit_size_trend", "size_points", "write_size_report"]
@@ -93,30 +93,12 @@ def fit_size_trend(points: list[SizePoint], target_body: int) -> SizeTrend:
     return SizeTrend(slope, zero, at, exponent, power_gap, multipliers)
 
 
-def _run_config(row: dict[str, Any]):
-    """The resolved config a run trained with, from its newest checkpoint."""
-    import json
-    import tempfile
-
-    import yaml
-
-    from pretrain.config import load_config
-
-    save = Path(row["save_dir"])
-    meta = json.loads((save / (save / "latest").read_text().strip() / "meta.json").read_text())
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        yaml.safe_dump(meta["config"], fh)
-    try:
-        return load_config(fh.name)
-    finally:
-        Path(fh.name).unlink()
-
-
 def size_points(out: Path, plan_dirs: list[str], lev: str = "lev", baseline: str = "tied-iso",
                 lr: float | None = None) -> dict[str, list[SizePoint]]:
     """corpus -> one :class:`SizePoint` per plan directory that has both arms on it, each
     arm at its best grid lr, or at ``lr`` (when only some sizes have a grid, one lr that
     every size has keeps the sizes comparable)."""
+    from pretrain.config import config_from_dict
     from pretrain.training.params import count_all
 
     found: dict[str, list[SizePoint]] = {}
@@ -134,7 +116,7 @@ def size_points(out: Path, plan_dirs: list[str], lev: str = "lev", baseline: str
             seeds = sorted(set(a) & set(b))
             if not seeds:
                 continue
-            lev_cfg, iso_cfg = _run_config(a[seeds[0]]), _run_config(b[seeds[0]])
+            lev_cfg, iso_cfg = (config_from_dict(run_meta(r[seeds[0]])["config"]) for r in (a, b))
             lev_counts, iso_counts = count_all(lev_cfg)["lev"], count_all(iso_cfg)["tied"]
             t = lev_cfg.train
             found.setdefault(corpus, []).append(SizePoint(

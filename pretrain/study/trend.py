@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "effective_parameter_multiplier", "least_squares",
+__all__ = ["GapTrend", "arm_curves", "best_lr_arms", "effective_parameter_multiplier", "least_squares", "run_meta",
            "fit_gap_trend", "gap_curve", "write_trend_report"]
 
 Curve = dict[int, float]
@@ -173,11 +173,15 @@ def best_lr_arms(arms: dict[tuple[str, str], dict[int, dict[str, Any]]], corpus:
     return {v: arm for v, (_, arm) in best.items()}
 
 
+def run_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """meta.json of a results line's newest checkpoint (its resolved config included)."""
+    save = Path(row["save_dir"])
+    return json.loads((save / (save / "latest").read_text().strip() / "meta.json").read_text())
+
+
 def _tokens_per_step(row: dict[str, Any]) -> int:
     """Global batch x sequence length of a run, from its checkpoint's own config."""
-    save = Path(row["save_dir"])
-    meta = json.loads((save / (save / "latest").read_text().strip() / "meta.json").read_text())
-    cfg = meta["config"]
+    cfg = run_meta(row)["config"]
     return cfg["train"]["global_batch_size"] * cfg["model"]["seq_length"]
 
 
