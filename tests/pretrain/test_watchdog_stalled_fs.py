@@ -56,6 +56,14 @@ def test_a_timeout_whose_heartbeat_reads_block_still_exits_77_within_the_grace(t
     assert "is its file system stalled?" in done.stderr
 
 
+def wait_for_step(save_dir, log_dir, step: int, timeout: float = 240) -> None:
+    """Until ``step`` is in metrics.jsonl (fail with the rank logs after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not ((save_dir / "metrics.jsonl").exists() and step in train_records(save_dir)):
+        assert time.monotonic() < deadline, rank_logs(log_dir)
+        time.sleep(0.02)
+
+
 @multiproc
 def test_heartbeat_writes_that_block_do_not_stall_training(shard_dir, tmp_path):
     save_dir = tmp_path / "run"
@@ -75,10 +83,7 @@ def test_a_save_dir_whose_writes_block_ends_every_rank_with_77_within_the_save_t
                       "watchdog.save_timeout_s=5")
     procs = spawn_ranks(2, argv, log_dir=log_dir)
     try:
-        deadline = time.monotonic() + 240
-        while not ((save_dir / "metrics.jsonl").exists() and 2 in train_records(save_dir)):
-            assert time.monotonic() < deadline, rank_logs(log_dir)
-            time.sleep(0.02)
+        wait_for_step(save_dir, log_dir, 2)
         saving = time.monotonic()  # step 2 is logged right before its save starts
         codes = wait_ranks(procs, log_dir, timeout=60)
         elapsed = time.monotonic() - saving
@@ -102,10 +107,7 @@ def test_a_hang_after_fast_steps_is_caught_after_the_floor_not_the_fixed_step_ti
                       "watchdog.step_timeout_multiple=5", "watchdog.step_timeout_floor_s=10")
     procs = spawn_ranks(2, argv, log_dir=log_dir)
     try:
-        deadline = time.monotonic() + 240
-        while not ((save_dir / "metrics.jsonl").exists() and 8 in train_records(save_dir)):
-            assert time.monotonic() < deadline, rank_logs(log_dir)
-            time.sleep(0.02)
+        wait_for_step(save_dir, log_dir, 8)
         os.kill(procs[1].pid, signal.SIGSTOP)  # a wedged rank: rank 0 waits in a collective
         stopped = time.monotonic()
         code = procs[0].wait(timeout=120)
