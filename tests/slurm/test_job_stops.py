@@ -201,18 +201,23 @@ def preempting_slurm(require_slurm, tmp_path_factory) -> Iterator[LocalSlurm]:
         yield cluster
 
 
+def preempt_and_finish(cluster: LocalSlurm, job: Job, tmp_path: Path) -> str:
+    """Submit a job asking for all 8 CPUs of the node in the high partition (Slurm must
+    preempt ``job``); wait for both; return ``job``'s log once it COMPLETED after a requeue."""
+    high = cluster.sbatch_wrap("sleep 2", "--partition=high", "--ntasks=8",
+                               f"--output={tmp_path / 'high.log'}")
+    state, text = job.finish()
+    assert state == "COMPLETED", text[-6000:]
+    assert cluster.requeue_count(job.id) >= 1
+    assert cluster.wait(high, timeout=120) == "COMPLETED"
+    return text
+
+
 def test_real_preemption_saves_in_the_grace_time_requeues_and_resumes_bit_for_bit(
         preempting_slurm: LocalSlurm, shard_dir: Path, jobs, tmp_path: Path) -> None:  # noqa: F811
     job = submit(preempting_slurm, tmp_path / "low", env=train_env(shard_dir, tmp_path / "low" / "run"))
     wait_for(lambda: steps_logged(job) >= 1, job, "a training step")
-    # All 8 CPUs of the node in the high partition: Slurm must preempt the training job.
-    high = preempting_slurm.sbatch_wrap("sleep 2", "--partition=high", "--ntasks=8",
-                                        f"--output={tmp_path / 'high.log'}")
-
-    state, text = job.finish()
-    assert state == "COMPLETED", text[-6000:]
-    assert preempting_slurm.requeue_count(job.id) >= 1
-    assert preempting_slurm.wait(high, timeout=120) == "COMPLETED"
+    text = preempt_and_finish(preempting_slurm, job, tmp_path)
     for rank in (0, 1):
         assert f"[rank {rank}] WARNING pretrain.runtime.stopping: received SIGTERM" in text, text[-6000:]
     assert "training exited with code 75" in text
@@ -239,13 +244,7 @@ def test_preemption_during_set_up_is_requeued_without_counting_against_the_limit
     # Preempt as soon as both ranks catch TERM (their stop handler comes first thing, before
     # the imports of torch, megatron-core and DeepSpeed): the TERM lands in set-up.
     wait_for(lambda: all(catches_term(job, rank) for rank in (0, 1)), job, "the ranks' handlers")
-    high = preempting_slurm.sbatch_wrap("sleep 2", "--partition=high", "--ntasks=8",
-                                        f"--output={tmp_path / 'high.log'}")
-
-    state, text = job.finish()
-    assert state == "COMPLETED", text[-6000:]
-    assert preempting_slurm.requeue_count(job.id) >= 1
-    assert preempting_slurm.wait(high, timeout=120) == "COMPLETED"
+    text = preempt_and_finish(preempting_slurm, job, tmp_path)
     assert "training exited with code 76" in text, text[-6000:]
     assert "stopped from outside during set-up (preemption?); not counted" in text
     assert "restarts in a row stopped before a single training step" not in text
