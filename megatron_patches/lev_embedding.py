@@ -29,6 +29,7 @@ from torch import Tensor
 from megatron_patches.lev_math import (
     bspline_centres,
     digit_base,
+    rms_normalise,
     seed_from_codebooks,
     separable_modes,
     token_coordinates,
@@ -52,17 +53,19 @@ class TokenIdOutOfRangeError(ValueError):
 
 def lev_parameter_count(
     *, vocab_size: int, hidden_size: int, num_coords: int, seed_dim: int, grid_size: int,
-    num_modes: int, share_codebooks: bool,
+    num_modes: int, share_codebooks: bool, output_norm: bool = False,
 ) -> int:
     """Closed-form LEV parameter count (LEV.md: ``K*b*s + s*G*R + R*d``).
 
-    A shared codebook is ``b*s`` plus a per-coordinate scale and offset (``2*K*s``).
+    A shared codebook is ``b*s`` plus a per-coordinate scale and offset (``2*K*s``); the
+    output normalisation adds its per-channel gain (``d``).
     """
     base = digit_base(vocab_size, num_coords)
     codebook = base * seed_dim + 2 * num_coords * seed_dim if share_codebooks else (
         num_coords * base * seed_dim
     )
-    return codebook + seed_dim * grid_size * num_modes + num_modes * hidden_size
+    gain = hidden_size if output_norm else 0
+    return codebook + seed_dim * grid_size * num_modes + num_modes * hidden_size + gain
 
 
 class LEVEmbedding(MegatronModule):
@@ -82,6 +85,9 @@ class LEVEmbedding(MegatronModule):
         init_active_factors: random (non-constant) factors per mode at init.
         seed_init_std: std of the seed ``z`` before the sigmoid at init (1.5 spreads
             ``u`` over about (0.05, 0.95) without saturating).
+        output_norm: RMS-normalise each token's embedding and scale it by a learned
+            per-channel gain that starts at ``init_method_std``, so every token enters the
+            model at a tied table's init scale whatever its modes' magnitude.
         init_seed: seed of the LEV init; the global weights depend only on it, so any
             TP size starts from the same function.
         reduce_scatter_embeddings: return ``[s/tp, b, d]`` reduce-scattered along the
@@ -102,6 +108,7 @@ class LEVEmbedding(MegatronModule):
         knots: str = "extended",
         init_active_factors: int = 2,
         seed_init_std: float = 1.5,
+        output_norm: bool = False,
         init_seed: int = 1234,
         reduce_scatter_embeddings: bool = False,
         tp_group: torch.distributed.ProcessGroup | None = None,
@@ -143,6 +150,13 @@ class LEVEmbedding(MegatronModule):
             self.coord_scale = self.coord_offset = None
         self.mode_weights = param(seed_dim, grid_size, local_modes)
         self.projection = param(hidden, local_modes)
+        if output_norm:
+            # Replicated over TP like a norm weight; under sequence parallelism each rank sees
+            # only its slice of the sequence, so the model sums its gradient over the group.
+            self.output_gain = param(hidden)
+            self.output_gain.sequence_parallel = reduce_scatter_embeddings
+        else:
+            self.register_parameter("output_gain", None)
         set_tensor_model_parallel_attributes(self.mode_weights, True, 2, 1)
         set_tensor_model_parallel_attributes(self.projection, True, 1, 1)
         # Multiplicative factors start at 1 (inactive spline factors, digit scales): weight
@@ -190,12 +204,14 @@ class LEVEmbedding(MegatronModule):
         shard = slice(tp_rank * local_modes, (tp_rank + 1) * local_modes)
         self.mode_weights.copy_(modes[:, :, shard])
         self.projection.copy_(projection[:, shard])
+        if self.output_gain is not None:
+            self.output_gain.fill_(std)  # per-token RMS of a tied table at init
 
     def extra_repr(self) -> str:
         return (
             f"vocab_size={self.vocab_size}, num_coords={self.num_coords}, base={self.base}, "
             f"num_modes={self.num_modes} (local {self.mode_weights.shape[-1]}), "
-            f"knots={self.knots}, "
+            f"knots={self.knots}, output_norm={self.output_gain is not None}, "
             f"reduce_scatter={self.reduce_scatter_embeddings}"
         )
 
@@ -215,17 +231,23 @@ class LEVEmbedding(MegatronModule):
         partial = modes @ self.projection.float().t()  # [n_unique, d], this rank's modes
 
         if self._tp_size == 1:
-            out = partial[inverse]
+            out = self._normalise(partial)[inverse]
             return (out.transpose(0, 1).contiguous() if self.reduce_scatter_embeddings
                     else out).to(self.config.params_dtype)
         if self.reduce_scatter_embeddings:
             # Megatron's layout under sequence parallelism: [b, s, h] -> [s, b, h], split s.
             partial = partial[inverse].transpose(0, 1).contiguous()
             out = reduce_scatter_to_sequence_parallel_region(partial, group=self.tp_group)
-            return out.to(self.config.params_dtype)
+            return self._normalise(out).to(self.config.params_dtype)
         # All-reduce the distinct rows only (fewer bytes than every position), then expand.
         embeddings = reduce_from_tensor_model_parallel_region(partial, group=self.tp_group)
-        return embeddings.to(self.config.params_dtype)[inverse]
+        return self._normalise(embeddings).to(self.config.params_dtype)[inverse]
+
+    def _normalise(self, embeddings: Tensor) -> Tensor:
+        """RMS-normalise the full-width fp32 embeddings (``output_norm``), else as they are."""
+        if self.output_gain is None:
+            return embeddings
+        return rms_normalise(embeddings, self.output_gain.float())
 
     def _check_range(self, input_ids: Tensor, unique_ids: Tensor) -> None:
         low, high = unique_ids[[0, -1]].tolist()  # one device-to-host copy

@@ -30,6 +30,7 @@ def install_lev_embedding(
     knots: str = "extended",
     init_active_factors: int = 2,
     seed_init_std: float = 1.5,
+    output_norm: bool = False,
 ) -> LEVEmbedding:
     """Replace ``model.embedding.word_embeddings`` with a :class:`LEVEmbedding`.
 
@@ -54,6 +55,7 @@ def install_lev_embedding(
         knots=knots,
         init_active_factors=init_active_factors,
         seed_init_std=seed_init_std,
+        output_norm=output_norm,
         init_seed=init_seed,
         reduce_scatter_embeddings=table.reduce_scatter_embeddings,
         tp_group=table.tp_group,

@@ -24,6 +24,7 @@ __all__ = [
     "signed_log_product",
     "separable_modes",
     "seed_from_codebooks",
+    "rms_normalise",
     "lev_embed",
 ]
 
@@ -246,6 +247,15 @@ def seed_from_codebooks(
     return (rows * coord_scale + coord_offset).sum(dim=1)
 
 
+# Far below the squared RMS of any embedding worth keeping (a tied table starts at 0.02**2).
+_RMS_EPS = 1e-12
+
+
+def rms_normalise(embeddings: Tensor, gain: Tensor) -> Tensor:
+    """``x / rms(x) * gain`` over the last dim: every row gets the RMS of ``gain``."""
+    return torch.nn.functional.rms_norm(embeddings, (embeddings.shape[-1],), gain, _RMS_EPS)
+
+
 def lev_embed(
     ids: Tensor,
     *,
@@ -255,12 +265,14 @@ def lev_embed(
     projection: Tensor,
     coord_scale: Tensor | None = None,
     coord_offset: Tensor | None = None,
+    output_gain: Tensor | None = None,
     knots: str = "extended",
 ) -> Tensor:
     """Reference single-device LEV: embeddings for ``ids`` evaluated per position.
 
     Computes in the dtype of the weights given (fp32 or fp64 for gradcheck). This is
-    the specification the tensor-parallel module is tested against.
+    the specification the tensor-parallel module is tested against. With ``output_gain``
+    each embedding is RMS-normalised and scaled by it (``lev.output_norm``).
 
     Returns:
         ``[*ids.shape, d]`` with ``d = projection.shape[0]``.
@@ -271,4 +283,7 @@ def lev_embed(
     coords = token_coordinates(flat, base, num_coords)
     u = torch.sigmoid(seed_from_codebooks(coords, codebooks, coord_scale, coord_offset))
     modes = separable_modes(u, mode_weights, knots)
-    return (modes @ projection.t()).reshape(*ids.shape, projection.shape[0])
+    embeddings = modes @ projection.t()
+    if output_gain is not None:
+        embeddings = rms_normalise(embeddings, output_gain)
+    return embeddings.reshape(*ids.shape, projection.shape[0])

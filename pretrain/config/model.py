@@ -98,6 +98,11 @@ class LEVConfig:
     """``constant``: the multiplier holds for the whole run. ``cosine``: it decays from
     ``lr_mult`` to 1 after warm-up, following the lr schedule's cosine progress, so LEV
     learns fast early and at the backbone's rate by the end (issue 20's hypothesis)."""
+    output_norm: bool = False
+    """RMS-normalise each token's LEV embedding and scale it by a learned per-channel gain
+    (``d`` parameters, base lr) that starts at ``init_method_std``: every token enters the
+    backbone at a tied table's init scale, whatever the magnitude of its modes (issue 20's
+    output-scale hypothesis)."""
 
     def __post_init__(self) -> None:
         for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),

@@ -113,6 +113,8 @@ VARIANTS: dict[str, list[str]] = {
     "lev-g16": ["lev.grid_size=16"],
     "lev-k4": ["lev.num_coords=4"],
     "lev-lr10x": ["lev.lr_mult=10"],
+    # Every token at a tied table's init scale: RMS-normalised output, learned gain.
+    "lev-norm": ["lev.output_norm=true"],
     # More identity per token at the same budget: 2x the seed, half the modes (16,384 LEV
     # parameters at the tiny shape against 18,432).
     "lev-s32r32": ["lev.seed_dim=32", "lev.num_modes=32"],

@@ -18,21 +18,24 @@ def reference(lev: LEVEmbedding, ids: torch.Tensor) -> torch.Tensor:
     return lev_embed(ids, vocab_size=lev.vocab_size, codebooks=lev.codebooks,
                      mode_weights=lev.mode_weights, projection=lev.projection,
                      coord_scale=lev.coord_scale, coord_offset=lev.coord_offset,
-                     knots=lev.knots)
+                     output_gain=lev.output_gain, knots=lev.knots)
 
 
-@pytest.mark.parametrize("shared,knots", [(False, "extended"), (True, "extended"),
-                                          (False, "interior")])
-def test_distinct_id_evaluation_equals_per_position_evaluation(shared, knots):
-    lev = build_lev(share_codebooks=shared, knots=knots)
+@pytest.mark.parametrize("shared,knots,norm", [(False, "extended", False),
+                                               (True, "extended", False),
+                                               (False, "interior", False),
+                                               (False, "interior", True)])
+def test_distinct_id_evaluation_equals_per_position_evaluation(shared, knots, norm):
+    lev = build_lev(share_codebooks=shared, knots=knots, output_norm=norm)
     ids = torch.tensor([[5, 5, 900, 13], [13, 996, 0, 5]])
     out = lev(ids)
     assert out.shape == (2, 4, lev.config.hidden_size)
     torch.testing.assert_close(out, reference(lev, ids), rtol=1e-6, atol=1e-7)
 
 
-def test_gradients_of_distinct_id_evaluation_equal_per_position_gradients():
-    lev = build_lev()
+@pytest.mark.parametrize("norm", [False, True])
+def test_gradients_of_distinct_id_evaluation_equal_per_position_gradients(norm):
+    lev = build_lev(output_norm=norm)
     ids = torch.tensor([[5, 5, 900, 13], [13, 996, 0, 5]])
     upstream = torch.randn(2, 4, lev.config.hidden_size, generator=torch.Generator().manual_seed(0))
     lev(ids).backward(upstream)
@@ -76,13 +79,36 @@ def test_computes_in_fp32_and_returns_the_model_dtype():
     torch.testing.assert_close(out, fp32.to(torch.bfloat16))
 
 
-def test_parameter_count_matches_the_closed_form():
-    for shared in (False, True):
-        lev = build_lev(share_codebooks=shared)
-        expected = lev_parameter_count(vocab_size=VOCAB, hidden_size=lev.config.hidden_size,
-                                       num_coords=2, seed_dim=4, grid_size=6, num_modes=8,
-                                       share_codebooks=shared)
-        assert sum(p.numel() for p in lev.parameters()) == expected
+@pytest.mark.parametrize("shared,norm", [(False, False), (True, False), (False, True)])
+def test_parameter_count_matches_the_closed_form(shared, norm):
+    lev = build_lev(share_codebooks=shared, output_norm=norm)
+    expected = lev_parameter_count(vocab_size=VOCAB, hidden_size=lev.config.hidden_size,
+                                   num_coords=2, seed_dim=4, grid_size=6, num_modes=8,
+                                   share_codebooks=shared, output_norm=norm)
+    assert sum(p.numel() for p in lev.parameters()) == expected
+
+
+def test_output_norm_starts_every_token_at_the_tied_tables_init_rms():
+    lev = build_lev(output_norm=True)
+    plain = build_lev()
+    rms = _all_embeddings(lev).pow(2).mean(dim=-1).sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, lev.config.init_method_std))
+    # Without the norm the tokens' RMS spread over a wide range (the modes' magnitudes).
+    plain_rms = _all_embeddings(plain).pow(2).mean(dim=-1).sqrt()
+    assert plain_rms.max() > 3 * plain_rms.min()
+
+
+def test_output_norm_changes_only_the_scale_of_each_embedding():
+    lev, plain = build_lev(output_norm=True), build_lev()
+    cos = torch.nn.functional.cosine_similarity(_all_embeddings(lev), _all_embeddings(plain),
+                                                dim=-1)
+    torch.testing.assert_close(cos, torch.ones_like(cos))
+
+
+@pytest.mark.parametrize("reduce_scatter", [False, True])
+def test_output_gain_is_marked_for_the_sequence_parallel_gradient_sum(reduce_scatter):
+    lev = build_lev(output_norm=True, reduce_scatter=reduce_scatter)
+    assert lev.output_gain.sequence_parallel is reduce_scatter
 
 
 def _all_embeddings(lev: LEVEmbedding, chunk: int = 2048) -> torch.Tensor:

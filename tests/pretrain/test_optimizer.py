@@ -39,7 +39,7 @@ def test_an_lr_multiplier_gets_its_own_group_with_the_decay_per_step_unchanged()
     assert group_of[id(lev.projection)]["lr"] == 1e-3
 
 
-def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
+def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection_or_gain():
     import json
     import subprocess
     import sys
@@ -51,7 +51,8 @@ def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
         "from pretrain.config import load_config\n"
         "from pretrain.runtime.distributed import destroy_distributed, init_distributed\n"
         "from pretrain.training.model import build_model\n"
-        "c = load_config('pretrain/configs/tiny_lev.yaml', ['lev.lr_mult=30'])\n"
+        "c = load_config('pretrain/configs/tiny_lev.yaml',\n"
+        "                ['lev.lr_mult=30', 'lev.output_norm=true'])\n"
         "init_distributed(1, 1)\n"
         "lev = build_model(c).embedding.word_embeddings\n"
         "print(json.dumps({n: getattr(p, 'lr_mult', None) for n, p in lev.named_parameters()}))\n"
@@ -60,7 +61,8 @@ def test_the_model_builder_speeds_up_lev_inner_weights_but_not_its_projection():
                          timeout=120, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     mults = json.loads(out.stdout.strip().splitlines()[-1])
-    assert mults == {"codebooks": 30.0, "mode_weights": 30.0, "projection": None}
+    assert mults == {"codebooks": 30.0, "mode_weights": 30.0, "projection": None,
+                     "output_gain": None}
 
 
 def test_a_cosine_lr_multiplier_decays_from_lr_mult_to_one_with_the_schedule():

@@ -1,6 +1,6 @@
 """torchrun worker: LEVEmbedding under TP, saving forward output and gathered gradients.
 
-Usage: torchrun --nproc-per-node N lev_tp_worker.py OUT.pt {plain|sequence_parallel}
+Usage: torchrun --nproc-per-node N lev_tp_worker.py OUT.pt {plain|sequence_parallel|output_norm}
 The upstream gradient is a fixed function of a seed, so any TP size sees the same loss.
 """
 
@@ -20,7 +20,8 @@ layout = init_distributed(tensor_parallel=int(os.environ["WORLD_SIZE"]), seed=0)
 group = parallel_state.get_tensor_model_parallel_group()
 tp, rank = group.size(), group.rank()
 
-lev = build_lev(tp_group=group, reduce_scatter=sequence_parallel)
+output_norm = mode == "output_norm"
+lev = build_lev(tp_group=group, reduce_scatter=sequence_parallel, output_norm=output_norm)
 ids = TP_CASE["ids"]
 out = lev(ids)
 grad = upstream_grad(ids.shape)  # [b, s, d]
@@ -45,6 +46,8 @@ result = {
     "weights": {"mode_weights": gather(lev.mode_weights.detach(), 2),
                 "projection": gather(lev.projection.detach(), 1)},
 }
+if output_norm:
+    result["output_gain"] = lev.output_gain.grad  # replicated: every rank holds the full grad
 if layout.rank == 0:
     torch.save(result, out_path)
 destroy_distributed()
