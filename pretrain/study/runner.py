@@ -154,11 +154,16 @@ class Run:
     #: the shape, when ``--shape`` replaces the plan's own (runs of another shape live in
     #: their own plan directory, so they can never be mistaken for finished ones)
     shape: str | None = None
+    #: the step count, when ``--steps`` replaces the shape's own (its own directory too)
+    steps: int | None = None
 
     @property
     def plan_dir(self) -> str:
-        """``OUT/<plan_dir>`` holds this run: the plan, or ``plan@shape`` for another shape."""
-        return self.plan if self.shape is None else f"{self.plan}@{self.shape}"
+        """``OUT/<plan_dir>`` holds this run: the plan, ``plan@shape`` for another shape,
+        each with ``@<N>steps`` for another step count."""
+        parts = [self.plan, *([self.shape] if self.shape else []),
+                 *([f"{self.steps}steps"] if self.steps else [])]
+        return "@".join(parts)
 
     @property
     def arm(self) -> str:
@@ -172,10 +177,19 @@ class Run:
 
 def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
               seeds: list[int] | None = None, shape: str | None = None,
-              lrs: list[float] | None = None) -> list[Run]:
+              lrs: list[float] | None = None, steps: int | None = None) -> list[Run]:
     """The runs of ``plan`` (seeds outermost, so an early stop leaves whole seeds; then
-    corpora, lrs and variants, so the first runs done are each LEV and its baselines)."""
+    corpora, lrs and variants, so the first runs done are each LEV and its baselines).
+
+    ``steps`` replaces the shape's step count (the lr schedule follows it) and evaluates
+    the subset about 30 times over the run, at steps that divide it, so the last point is
+    the final model.
+    """
     shape_name, variants, plan_seeds = PLANS[plan]
+    own_steps = _shape_steps(shape or shape_name)
+    steps = None if steps in (None, own_steps) else steps
+    step_overrides = [] if steps is None else [f"train.train_steps={steps}",
+                                               f"train.eval_interval={eval_interval_for(steps)}"]
     other_shape = shape if shape not in (None, shape_name) else None
     shape_name = shape or shape_name
     variants = [v.format(variant=variant) for v in variants]
@@ -192,8 +206,9 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
                         extra = [*STUDY_BASELINE, *extra]
                     runs.append(Run(plan, corpus, v, seed,
                                     [*SHAPES[shape_name], *extra, *lr_overrides,
-                                     f"train.seed={seed}", f"data.shuffle_seed={seed}"], lr=lr,
-                                    shape=other_shape))
+                                     *step_overrides, f"train.seed={seed}",
+                                     f"data.shuffle_seed={seed}"], lr=lr,
+                                    shape=other_shape, steps=steps))
     reference = next((r.overrides for r in runs if r.variant.startswith("lev")), None)
     for r in runs:
         if r.variant == "tied-iso":
@@ -268,6 +283,17 @@ def _isoparametric_override(run: Run) -> list[str]:
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
     ffn = out.rsplit("model.ffn_hidden_size=", 1)[1].split()[0]
     return [f"model.ffn_hidden_size={ffn}"]
+
+
+def _shape_steps(shape: str) -> int:
+    return int(next(o for o in SHAPES[shape] if o.startswith("train.train_steps="))
+               .split("=")[1])
+
+
+def eval_interval_for(steps: int, evaluations: int = 30) -> int:
+    """The divisor of ``steps`` nearest ``steps / evaluations`` (the larger on a tie)."""
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    return min(divisors, key=lambda d: (abs(d - steps / evaluations), -d))
 
 
 def save_dir(out: Path, run: Run) -> Path:
@@ -404,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the seeds")
     parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
                         help="override the plan's shape")
-    parser.add_argument("--steps", type=int, default=None, help="override train.train_steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="override train.train_steps (runs go to PLAN[@SHAPE]@<N>steps, "
+                             "the subset is evaluated ~30 times at steps dividing N)")
     parser.add_argument("--lrs", nargs="+", type=float, default=None,
                         help="peak learning rates: every variant is trained at each (min_lr = "
                              "lr/10), so every arm gets the same tuning; size: compare every "
@@ -446,14 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         name = Path(args.data_path).resolve().name
         EXTERNAL_DATA[name] = Path(args.data_path).resolve()
         corpora = [name]
-    runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape, args.lrs)
+    runs = plan_runs(args.plan, corpora, args.variant, args.seeds, args.shape, args.lrs,
+                     args.steps)
     for r in runs:
         r.overrides += data_overrides(shard_path(out, r.corpus)) if r.corpus in EXTERNAL_DATA else []
     if args.variants:
         runs = [r for r in runs if r.variant in args.variants]
-    if args.steps:
-        for r in runs:
-            r.overrides.append(f"train.train_steps={args.steps}")
     run_plan(out, runs, args.jobs, args.nproc, evaluate=not args.no_evaluate,
              cloze=not args.no_cloze)
     return 0

@@ -11,8 +11,8 @@ and averaged over the seeds both have. Three readings of the points:
 * the paper's v1 reading: LEV's effective-parameter multiplier at each size, from tied-iso's
   loss-vs-parameters power law through all sizes (:func:`effective_parameter_multiplier`).
 
-The runs share one token budget (3000 x 16 x 128), so tokens per parameter fall as the body
-grows; the report says so next to the numbers.
+The report says how the sizes' budgets compare: one token budget for all (tokens per
+parameter fall as the body grows) or about the same tokens per parameter (``--steps``).
 """
 
 from __future__ import annotations
@@ -127,6 +127,18 @@ def size_points(out: Path, plan_dirs: list[str], lev: str = "lev", baseline: str
     return found
 
 
+def _budget_sentence(points: list[SizePoint]) -> str:
+    """How the sizes' training budgets compare: the same tokens, or the same per parameter."""
+    per_param = [p.tokens / p.lev_params for p in points]
+    if len({p.tokens for p in points}) == 1:
+        return (f"Every size sees the same {points[0].tokens:,} tokens, so tokens per "
+                f"parameter fall as the body grows.")
+    if max(per_param) <= 1.25 * min(per_param):
+        return (f"Every size sees about the same tokens per parameter "
+                f"({min(per_param):.2f}-{max(per_param):.2f}).")
+    return "The sizes see different tokens per parameter (see the table)."
+
+
 def write_size_report(out: Path, plan_dirs: list[str], results: Path,
                       target_config: str = "pretrain/configs/lev_1b2.yaml",
                       lr: float | None = None) -> Path:
@@ -142,12 +154,12 @@ def write_size_report(out: Path, plan_dirs: list[str], results: Path,
              f"{'at its best grid lr' if lr is None else f'at lr {lr:g}'}, mean over the "
              f"seeds both arms have. "
              f"Extrapolated to the body of `{target_config}` ({target:,} parameters) "
-             f"(pretrain/study/size.py). Every run sees the same tokens, so tokens per "
-             f"parameter fall as the body grows.", ""]
+             f"(pretrain/study/size.py).", ""]
     results.mkdir(parents=True, exist_ok=True)
     for corpus, points in size_points(out, plan_dirs, lr=lr).items():
         points.sort(key=lambda p: p.body)
-        lines += [f"## {corpus}", "", "| plan | body | LEV params | tokens / param | seeds | "
+        lines += [f"## {corpus}", "", _budget_sentence(points), "",
+                  "| plan | body | LEV params | tokens / param | seeds | "
                   "LEV loss | tied-iso loss | gap (nats) | effective multiplier |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         try:

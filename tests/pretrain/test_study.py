@@ -144,3 +144,18 @@ def test_runs_of_another_shape_never_share_a_directory_with_the_plans_own():
     assert save_dir(Path("o"), own) == save_dir(Path("o"), same) == Path("o/long/shakespeare/lev/seed1")
     assert save_dir(Path("o"), wider) == Path("o/long@long-d256/shakespeare/lev/seed1")
     assert "model.hidden_size=256" in wider.overrides
+
+
+def test_another_step_count_gets_its_own_directory_and_evaluates_its_final_step():
+    from pathlib import Path
+
+    from pretrain.study.runner import eval_interval_for, save_dir
+
+    short = plan_runs("long", ["shakespeare"], seeds=[1], shape="long-d64", steps=264)[0]
+    assert save_dir(Path("o"), short) == Path("o/long@long-d64@264steps/shakespeare/lev/seed1")
+    assert short.overrides[-4:-2] == ["train.train_steps=264", "train.eval_interval=8"]
+    # The shape's own step count is the shape's own run: same directory, same overrides.
+    own = plan_runs("long", ["shakespeare"], seeds=[1], steps=3000)[0]
+    assert own.plan_dir == "long" and own.overrides == plan_runs(
+        "long", ["shakespeare"], seeds=[1])[0].overrides
+    assert [eval_interval_for(n) for n in (3000, 660, 264, 661)] == [100, 22, 8, 1]

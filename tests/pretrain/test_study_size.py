@@ -52,3 +52,24 @@ def test_the_multiplier_is_what_the_tied_fit_says_lev_is_worth():
 def test_one_body_size_is_no_trend():
     with pytest.raises(ValueError, match="at least two body sizes"):
         fit_size_trend([point(1e5, 0.1), point(1e5, 0.2)], 10**9)
+
+
+def test_the_report_says_when_every_size_saw_the_same_tokens():
+    from pretrain.study.size import _budget_sentence
+
+    points = [point(1e5, 0.1), point(1e6, 0.1)]  # 6M tokens each
+    assert _budget_sentence(points).startswith("Every size sees the same 6,000,000 tokens")
+
+
+def test_the_report_says_when_every_size_saw_the_same_tokens_per_parameter():
+    import dataclasses
+
+    from pretrain.study.size import _budget_sentence
+
+    small, large = point(1e5, 0.1), point(1e6, 0.1)
+    small = dataclasses.replace(small, tokens=small.lev_params * 2)
+    large = dataclasses.replace(large, tokens=int(large.lev_params * 2.2))
+    assert _budget_sentence([small, large]) == (
+        "Every size sees about the same tokens per parameter (2.00-2.20).")
+    far = dataclasses.replace(large, tokens=large.lev_params * 20)
+    assert "different tokens per parameter" in _budget_sentence([small, far])
