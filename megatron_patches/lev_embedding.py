@@ -9,6 +9,9 @@ and the matching columns of the projection ``P`` are split across TP ranks. The 
 enters the TP region through ``copy_to_tensor_model_parallel_region`` (identity forward,
 all-reduce of the codebook gradient backward) and the partial projections leave it
 through ``reduce_from`` (all-reduce) or ``reduce_scatter_to_sequence_parallel_region``.
+The optional output gain (``output_norm``) is replicated like a norm weight and acts on the
+full-width result; under sequence parallelism it is marked ``sequence_parallel`` so that
+the model sums its partial gradients over the group.
 """
 
 from __future__ import annotations

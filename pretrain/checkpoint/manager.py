@@ -435,9 +435,12 @@ class CheckpointManager:
 
 def check_compatible(meta: dict[str, Any], *, model_shape: dict[str, Any],
                      data_fingerprint: str, order_fingerprint: str, layer_spec: str,
-                     force: bool, tag_dir: Path) -> None:
+                     force: bool, tag_dir: Path,
+                     shape_defaults: dict[str, Any] | None = None) -> None:
     """Refuse to resume into another model, data set, sample order or layer spec.
 
+    A shape key the checkpoint lacks (saved before the field existed) counts as its
+    default from ``shape_defaults``: that is what the checkpoint was trained with.
     ``force`` loads anyway after a shape, data or order mismatch; a layer-spec mismatch
     is refused regardless (the parameter names differ, DeepSpeed cannot load them).
     """
@@ -451,7 +454,8 @@ def check_compatible(meta: dict[str, Any], *, model_shape: dict[str, Any],
                 if saved_spec == "transformer-engine" else "")
             + ", or start a new run in a new checkpoint.save_dir")
     problems = []
-    saved_shape = meta.get("model_shape", {})
+    saved_shape = {**{k: v for k, v in (shape_defaults or {}).items() if k in model_shape},
+                   **meta.get("model_shape", {})}
     for key in sorted(set(saved_shape) | set(model_shape)):
         if saved_shape.get(key) != model_shape.get(key):
             problems.append(f"{key}: checkpoint {saved_shape.get(key)!r}, config "

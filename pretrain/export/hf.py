@@ -128,11 +128,17 @@ def materialise_input_table(model, vocab_size: int, chunk: int = 4096) -> torch.
     import torch
 
     embed = model.embedding.word_embeddings
+    # Under sequence parallelism LEV would hand each rank a slice of the "sequence" of ids;
+    # every rank needs every row here, so the rows are all-reduced instead.
+    reduce_scatter, embed.reduce_scatter_embeddings = embed.reduce_scatter_embeddings, False
     rows = []
-    with torch.no_grad():
-        for start in range(0, vocab_size, chunk):
-            ids = torch.arange(start, min(start + chunk, vocab_size), device=_device(model))
-            rows.append(embed(ids[None, :]).float().reshape(len(ids), -1).cpu())
+    try:
+        with torch.no_grad():
+            for start in range(0, vocab_size, chunk):
+                ids = torch.arange(start, min(start + chunk, vocab_size), device=_device(model))
+                rows.append(embed(ids[None, :]).float().reshape(len(ids), -1).cpu())
+    finally:
+        embed.reduce_scatter_embeddings = reduce_scatter
     return torch.cat(rows)
 
 

@@ -91,7 +91,8 @@ SHAPES: dict[str, list[str]] = {
 #: study reproduces whatever tiny_lev.yaml says now. ``compare`` uses tiny_lev.yaml as is.
 STUDY_BASELINE = ["lev.seed_dim=8", "lev.grid_size=8", "lev.num_modes=128", "lev.num_coords=2",
                   "lev.share_codebooks=false", "lev.knots=extended", "lev.lr_mult=1.0",
-                  "lev.init_active_factors=2", "lev.seed_init_std=1.5"]
+                  "lev.init_active_factors=2", "lev.seed_init_std=1.5",
+                  "lev.lr_mult_schedule=constant", "lev.output_norm=false"]
 
 #: LEV variants: overrides on top of STUDY_BASELINE (study plans) or tiny_lev.yaml
 #: (compare). "tied", "tied-iso" and "untied" are the baselines on the same backbone.
@@ -290,10 +291,33 @@ def _shape_steps(shape: str) -> int:
                .split("=")[1])
 
 
-def eval_interval_for(steps: int, evaluations: int = 30) -> int:
-    """The divisor of ``steps`` nearest ``steps / evaluations`` (the larger on a tie)."""
-    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+#: Evaluations of the subset per run that ``--steps`` accepts (the trainer evaluates every
+#: ``eval_interval`` steps, so the interval must divide the step count to reach the end).
+EVALUATIONS = (15, 60)
+
+
+def eval_interval_for(steps: int, evaluations: int = 30) -> int | None:
+    """The divisor of ``steps`` nearest ``steps / evaluations`` (the larger on a tie), or
+    None when no divisor gives between ``EVALUATIONS`` evaluations (a prime, say)."""
+    low, high = EVALUATIONS
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0 and low <= steps // d <= high]
+    if not divisors:
+        return None
     return min(divisors, key=lambda d: (abs(d - steps / evaluations), -d))
+
+
+def check_steps(steps: int) -> str | None:
+    """Why ``--steps`` cannot be ``steps`` (with the nearest counts that can), or None."""
+    if steps < 1:
+        return f"--steps {steps} must be >= 1"
+    if steps >= EVALUATIONS[0] and eval_interval_for(steps) is not None:
+        return None
+    near = [n for n in range(max(EVALUATIONS[0], steps - 50), steps + 51)
+            if eval_interval_for(n) is not None]
+    closest = sorted(near, key=lambda n: (abs(n - steps), n))[:2]
+    return (f"--steps {steps}: no evaluation interval divides it into {EVALUATIONS[0]}-"
+            f"{EVALUATIONS[1]} evaluations, so the final model would not be evaluated; use "
+            + " or ".join(map(str, sorted(closest))))
 
 
 def save_dir(out: Path, run: Run) -> Path:
@@ -431,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
                         help="override the plan's shape")
     parser.add_argument("--steps", type=int, default=None,
-                        help="override train.train_steps (runs go to PLAN[@SHAPE]@<N>steps, "
-                             "the subset is evaluated ~30 times at steps dividing N)")
+                        help="override train.train_steps (runs go to PLAN[@SHAPE]@<N>steps; "
+                             "the subset is evaluated ~30 times, every divisor of N steps)")
     parser.add_argument("--lrs", nargs="+", type=float, default=None,
                         help="peak learning rates: every variant is trained at each (min_lr = "
                              "lr/10), so every arm gets the same tuning; size: compare every "
@@ -444,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare: skip the offline lm-eval task (export + lm_eval per run)")
     parser.add_argument("--of", nargs="+", default=["long"],
                         help="trend: the plan directory whose validation curves are fitted "
-                             "(a plan, or PLAN@SHAPE for runs trained with --shape); size: "
+                             "(a plan; PLAN@SHAPE for runs trained with --shape, "
+                             "...@<N>steps with --steps); size: "
                              "one plan directory per body size")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report / trend: where the summary goes")
@@ -463,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("trend takes one --of")
         print(write_trend_report(out / args.of[0] / "results.jsonl", Path(args.results)))
         return 0
+    if args.steps is not None and (why := check_steps(args.steps)):
+        parser.error(why)
     if args.plan == "size":
         from pretrain.study.size import write_size_report
 

@@ -127,13 +127,18 @@ def size_points(out: Path, plan_dirs: list[str], lev: str = "lev", baseline: str
     return found
 
 
+#: Tokens per parameter within this ratio of each other count as "the same": step counts
+#: must divide into whole evaluation intervals, so a budget cannot be matched exactly.
+SAME_BUDGET_RATIO = 1.25
+
+
 def _budget_sentence(points: list[SizePoint]) -> str:
     """How the sizes' training budgets compare: the same tokens, or the same per parameter."""
     per_param = [p.tokens / p.lev_params for p in points]
     if len({p.tokens for p in points}) == 1:
         return (f"Every size sees the same {points[0].tokens:,} tokens, so tokens per "
                 f"parameter fall as the body grows.")
-    if max(per_param) <= 1.25 * min(per_param):
+    if max(per_param) <= SAME_BUDGET_RATIO * min(per_param):
         return (f"Every size sees about the same tokens per parameter "
                 f"({min(per_param):.2f}-{max(per_param):.2f}).")
     return "The sizes see different tokens per parameter (see the table)."

@@ -8,6 +8,7 @@ scheduler state it makes a resumed run continue exactly as if it had never stopp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from pretrain.checkpoint.preflight import (
     rank_view_of_save_dir,
 )
 from pretrain.config import Config, ConfigError, config_to_dict
+from pretrain.config.model import LEVConfig, ModelConfig
 from pretrain.data.blend import (
     BlendedDataset,
     describe_mixture,
@@ -249,7 +251,7 @@ class Trainer:
         check_compatible(meta, model_shape=self._model_shape(),
                          data_fingerprint=self.data_fingerprint,
                          order_fingerprint=self.order_fingerprint, layer_spec=self.layer_spec,
-                         force=c.force_resume, tag_dir=tag_dir)
+                         force=c.force_resume, tag_dir=tag_dir, shape_defaults=_shape_defaults())
         if meta["global_batch_size"] != self.config.train.global_batch_size:
             log.warning("global batch size changed %d -> %d: the sample sequence continues "
                         "from consumed_samples=%d", meta["global_batch_size"],
@@ -543,3 +545,9 @@ class Trainer:
         if self._owns_stopper:
             self.stopper.restore()
 
+
+def _shape_defaults() -> dict[str, Any]:
+    """Every model and LEV field's default under its shape key (see ``check_compatible``)."""
+    return {f"{prefix}.{f.name}": f.default
+            for prefix, section in (("model", ModelConfig), ("lev", LEVConfig))
+            for f in dataclasses.fields(section) if f.default is not dataclasses.MISSING}

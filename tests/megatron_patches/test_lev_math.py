@@ -7,6 +7,7 @@ from megatron_patches.lev_math import (
     digit_base,
     lev_embed,
     quadratic_bspline_basis,
+    rms_normalise,
     signed_log_product,
     token_coordinates,
 )
@@ -106,3 +107,27 @@ def test_lev_function_passes_fp64_gradcheck(shared):
                          coord_scale=so[0] if so else None, coord_offset=so[1] if so else None)
 
     assert torch.autograd.gradcheck(fn, (*weights, *extra))
+
+
+def test_lev_function_with_output_norm_passes_fp64_gradcheck():
+    g = torch.Generator().manual_seed(1)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+    vocab, k, s, grid, modes, d = 50, 2, 3, 4, 5, 4
+    ids = torch.tensor([[0, 7, 49], [7, 8, 23]])
+    weights = (rand(k, digit_base(vocab, k), s), rand(s, grid, modes), rand(d, modes), rand(d))
+
+    def fn(cb, w, p, gain):
+        return lev_embed(ids, vocab_size=vocab, codebooks=cb, mode_weights=w, projection=p,
+                         output_gain=gain)
+
+    assert torch.autograd.gradcheck(fn, weights)
+
+
+def test_rms_normalise_gives_each_row_unit_rms_times_the_gain():
+    x = torch.tensor([[3.0, 4.0], [0.1, -0.1]])  # row RMS sqrt(12.5) and 0.1 (no centring)
+    out = rms_normalise(x, torch.tensor([2.0, 0.5]))
+    r = 12.5 ** 0.5
+    torch.testing.assert_close(out, torch.tensor([[6.0 / r, 2.0 / r], [2.0, -0.5]]))

@@ -54,3 +54,30 @@ def test_a_checkpoint_of_another_layer_spec_is_refused_with_the_setting_to_use(t
                              r"CUDA host"):
         check_compatible(meta, model_shape={}, data_fingerprint="d", order_fingerprint="o",
                          layer_spec="local", force=True, tag_dir=tmp_path)
+
+
+def _meta_saved_before_output_norm() -> tuple[dict, dict]:
+    from pretrain.training.trainer import _shape_defaults
+
+    shape = {k: v for k, v in _shape_defaults().items() if k != "lev.output_norm"}
+    return {"model_shape": shape, "data_fingerprint": "d", "order_fingerprint": "o"}, shape
+
+
+def test_a_checkpoint_saved_before_a_field_existed_resumes_into_its_default(tmp_path):
+    from pretrain.training.trainer import _shape_defaults
+
+    meta, shape = _meta_saved_before_output_norm()
+    check_compatible(meta, model_shape={**shape, "lev.output_norm": False},
+                     data_fingerprint="d", order_fingerprint="o", layer_spec="local",
+                     force=False, tag_dir=tmp_path, shape_defaults=_shape_defaults())
+
+
+def test_a_checkpoint_saved_before_a_field_existed_is_refused_another_value(tmp_path):
+    from pretrain.training.trainer import _shape_defaults
+
+    meta, shape = _meta_saved_before_output_norm()
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"lev.output_norm: checkpoint False, config True"):
+        check_compatible(meta, model_shape={**shape, "lev.output_norm": True},
+                         data_fingerprint="d", order_fingerprint="o", layer_spec="local",
+                         force=False, tag_dir=tmp_path, shape_defaults=_shape_defaults())

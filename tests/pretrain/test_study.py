@@ -153,9 +153,19 @@ def test_another_step_count_gets_its_own_directory_and_evaluates_its_final_step(
 
     short = plan_runs("long", ["shakespeare"], seeds=[1], shape="long-d64", steps=264)[0]
     assert save_dir(Path("o"), short) == Path("o/long@long-d64@264steps/shakespeare/lev/seed1")
-    assert short.overrides[-4:-2] == ["train.train_steps=264", "train.eval_interval=8"]
+    assert {"train.train_steps=264", "train.eval_interval=8"} <= set(short.overrides)
     # The shape's own step count is the shape's own run: same directory, same overrides.
     own = plan_runs("long", ["shakespeare"], seeds=[1], steps=3000)[0]
     assert own.plan_dir == "long" and own.overrides == plan_runs(
         "long", ["shakespeare"], seeds=[1])[0].overrides
-    assert [eval_interval_for(n) for n in (3000, 660, 264, 661)] == [100, 22, 8, 1]
+    assert [eval_interval_for(n) for n in (3000, 660, 264, 1200)] == [100, 22, 8, 40]
+
+
+def test_a_step_count_that_cannot_end_on_an_evaluation_is_refused_with_counts_that_can():
+    from pretrain.study.runner import check_steps
+
+    assert check_steps(264) is None
+    assert check_steps(661) == ("--steps 661: no evaluation interval divides it into 15-60 "
+                                "evaluations, so the final model would not be evaluated; use "
+                                "660 or 663")
+    assert check_steps(0) == "--steps 0 must be >= 1"

@@ -1,27 +1,34 @@
 """torchrun worker: LEVEmbedding under TP, saving forward output and gathered gradients.
 
-Usage: torchrun --nproc-per-node N lev_tp_worker.py OUT.pt {plain|sequence_parallel|output_norm}
+Usage: torchrun --nproc-per-node N lev_tp_worker.py OUT.pt MODE
+MODE: plain, sequence_parallel, output_norm or sequence_parallel+output_norm.
 The upstream gradient is a fixed function of a seed, so any TP size sees the same loss.
 """
 
 import os
 import sys
+import types
 
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
+from pretrain.export.hf import materialise_input_table
 from pretrain.runtime.distributed import destroy_distributed, init_distributed
-from tests.workers.lev_cases import TP_CASE, build_lev, upstream_grad
+from pretrain.training.model import sum_sequence_parallel_grads
+from tests.workers.lev_cases import TP_CASE, VOCAB, build_lev, upstream_grad
 
 out_path, mode = sys.argv[1], sys.argv[2]
-sequence_parallel = mode == "sequence_parallel"
+sequence_parallel = "sequence_parallel" in mode.split("+")
+output_norm = "output_norm" in mode.split("+")
 layout = init_distributed(tensor_parallel=int(os.environ["WORLD_SIZE"]), seed=0)
 group = parallel_state.get_tensor_model_parallel_group()
 tp, rank = group.size(), group.rank()
 
-output_norm = mode == "output_norm"
 lev = build_lev(tp_group=group, reduce_scatter=sequence_parallel, output_norm=output_norm)
+if sequence_parallel:
+    # What the model builder does: sum the replicated gain's partial gradients over TP.
+    sum_sequence_parallel_grads(lev, group)
 ids = TP_CASE["ids"]
 out = lev(ids)
 grad = upstream_grad(ids.shape)  # [b, s, d]
@@ -46,8 +53,13 @@ result = {
     "weights": {"mode_weights": gather(lev.mode_weights.detach(), 2),
                 "projection": gather(lev.projection.detach(), 1)},
 }
+if sequence_parallel:  # the export's table: every id's row on every rank, SP or not
+    holder = types.SimpleNamespace(embedding=types.SimpleNamespace(word_embeddings=lev),
+                                   parameters=lev.parameters)
+    result["table"] = gather(materialise_input_table(holder, VOCAB, chunk=500)[None], 0)
 if output_norm:
-    result["output_gain"] = lev.output_gain.grad  # replicated: every rank holds the full grad
+    # Replicated: every rank must hold the same full gradient (nothing syncs it later).
+    result["output_gain"] = gather(lev.output_gain.grad[None], 0)
 if layout.rank == 0:
     torch.save(result, out_path)
 destroy_distributed()
