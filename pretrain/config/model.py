@@ -102,7 +102,9 @@ class LEVConfig:
     """RMS-normalise each token's LEV embedding and scale it by a learned per-channel gain
     (``d`` parameters, base lr) that starts at ``init_method_std``: every token enters the
     backbone at a tied table's init scale, whatever the magnitude of its modes (issue 20's
-    output-scale hypothesis)."""
+    output-scale hypothesis). The projection keeps its weight decay (as measured): under
+    the norm only its direction matters, so decay just shortens it, which enlarges Adam's
+    relative step on it over training."""
 
     def __post_init__(self) -> None:
         for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),
