@@ -187,12 +187,11 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
     the final model.
     """
     shape_name, variants, plan_seeds = PLANS[plan]
-    own_steps = _shape_steps(shape or shape_name)
-    steps = None if steps in (None, own_steps) else steps
-    step_overrides = [] if steps is None else [f"train.train_steps={steps}",
-                                               f"train.eval_interval={eval_interval_for(steps)}"]
     other_shape = shape if shape not in (None, shape_name) else None
     shape_name = shape or shape_name
+    steps = None if steps in (None, _steps_of(SHAPES[shape_name])) else steps
+    step_overrides = [] if steps is None else [f"train.train_steps={steps}",
+                                               f"train.eval_interval={eval_interval_for(steps)}"]
     variants = [v.format(variant=variant) for v in variants]
     runs = []
     for seed in seeds or plan_seeds:
@@ -286,8 +285,9 @@ def _isoparametric_override(run: Run) -> list[str]:
     return [f"model.ffn_hidden_size={ffn}"]
 
 
-def _shape_steps(shape: str) -> int:
-    return int(next(o for o in SHAPES[shape] if o.startswith("train.train_steps="))
+def _steps_of(overrides: list[str]) -> int:
+    """``train.train_steps`` as the overrides set it (the last setting wins)."""
+    return int(next(o for o in reversed(overrides) if o.startswith("train.train_steps="))
                .split("=")[1])
 
 
@@ -336,8 +336,7 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
     """Train one run to completion (resuming if interrupted); returns its results line."""
     path = save_dir(out, run)
     overrides = [*run.overrides, *_isoparametric_override(run)]
-    steps = int(next(o for o in reversed(overrides) if o.startswith("train.train_steps="))
-                .split("=")[1])
+    steps = _steps_of(overrides)
     # Checkpoint cadence first, so a run's own overrides may change it; where the run lives
     # and how it resumes last, so nothing can.
     overrides = ["checkpoint.save_interval=100", "checkpoint.keep_last=1", *overrides,
