@@ -86,6 +86,12 @@ SHAPES: dict[str, list[str]] = {
                   "optimizer.warmup_steps=60", "train.eval_interval=100",
                   "train.eval_samples=256"],
 }
+# The depth trend (docs/LEV.md, "Depth"): the tiny backbone's width (d=128, 4 heads, SwiGLU
+# 352) with 4, 8 and 16 layers at the `long` horizon; `long` itself is the 2-layer point.
+# The paper's bodies are deep (lev_1b2.yaml: 22 layers) and LEV's input spans at most
+# `num_modes` directions, which a deep body may undo and a shallow one cannot.
+for _layers in (4, 8, 16):
+    SHAPES[f"long-L{_layers}"] = [f"model.num_layers={_layers}", *SHAPES["long"]]
 
 #: The LEV every study variant starts from (the defaults before the study), pinned so the
 #: study reproduces whatever tiny_lev.yaml says now. ``compare`` uses tiny_lev.yaml as is.
@@ -119,6 +125,10 @@ VARIANTS: dict[str, list[str]] = {
     # More identity per token at the same budget: 2x the seed, half the modes (16,384 LEV
     # parameters at the tiny shape against 18,432).
     "lev-s32r32": ["lev.seed_dim=32", "lev.num_modes=32"],
+    # The input's rank: LEV's embeddings span at most num_modes directions. tiny_lev.yaml
+    # has R/d = 0.5 (as lev_1b2.yaml); these give R/d = 1 and 2 at d=128.
+    "lev-r128": ["lev.num_modes=128"],
+    "lev-r256": ["lev.num_modes=256"],
 }
 
 #: plan -> (shape, variants, seeds). ``confirm`` and ``compare`` take their LEV variant
