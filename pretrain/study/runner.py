@@ -11,6 +11,9 @@
     python -m pretrain.study size    --out runs/study --of long@long-d64 long long@long-d256 \
                                      --lrs 1e-3 --results docs/results/lev_long   # the gap
                                      # across bodies (at one lr, or each arm's best)
+    python -m pretrain.study size    --axis depth --out runs/study --lrs 1e-3 \
+                                     --of long long@long-L4 long@long-L8 long@long-L16 \
+                                     --results docs/results/lev_depth   # the gap against depth
 
 A *plan* is a list of runs (corpus x variant x seed) at one *shape* (config overrides).
 Every run is ``python -m pretrain.train`` in its own process (``--nproc`` ranks under
@@ -370,10 +373,15 @@ def train_run(out: Path, run: Run, nproc: int) -> dict:
             if '"val_loss"' in line]
     # One point per step: a resumed run re-evaluates the steps after its last checkpoint.
     curve = {v["step"]: round(v["val_loss"], 5) for v in vals}
+    from pretrain.study.trend import run_meta
+
+    # The resolved config travels with the line: reports read it once the runs are gone.
+    config = run_meta({"save_dir": str(path), "corpus": run.corpus, "variant": run.variant,
+                       "seed": run.seed})["config"]
     return {"plan": run.plan, "shape": run.shape, "corpus": run.corpus, "variant": run.variant,
             "lr": run.lr, "arm": run.arm, "seed": run.seed, "save_dir": str(path), "overrides": overrides,
             "steps": steps, "final_subset_val_loss": vals[-1]["val_loss"] if vals else None,
-            "val_curve": sorted(curve.items()),
+            "val_curve": sorted(curve.items()), "config": config,
             "wall_s": round(time.monotonic() - start, 1), "trained": trained}
 
 
@@ -480,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(a plan; PLAN@SHAPE for runs trained with --shape, "
                              "...@<N>steps with --steps); size: "
                              "one plan directory per body size")
+    parser.add_argument("--axis", choices=("body", "depth"), default="body",
+                        help="size: the gap against the body's parameters (size.md) or, for "
+                             "plans of one width, against its number of layers (depth.md)")
     parser.add_argument("--results", default="docs/results/lev_study",
                         help="report / trend: where the summary goes")
     args = parser.parse_args(argv)
@@ -503,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         from pretrain.study.size import write_size_report
 
         lr = args.lrs[0] if args.lrs else None
-        print(write_size_report(out, args.of, Path(args.results), lr=lr))
+        print(write_size_report(out, args.of, Path(args.results), lr=lr, axis=args.axis))
         return 0
     corpora = args.corpora
     if args.data_path:

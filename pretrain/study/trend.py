@@ -174,9 +174,22 @@ def best_lr_arms(arms: dict[tuple[str, str], dict[int, dict[str, Any]]], corpus:
 
 
 def run_meta(row: dict[str, Any]) -> dict[str, Any]:
-    """meta.json of a results line's newest checkpoint (its resolved config included)."""
+    """meta.json of a results line's newest checkpoint (its resolved config included), or,
+    once the checkpoints are gone, ``{"config": ...}`` from the line itself (the runner
+    records the resolved config, so published results stay readable without the runs).
+
+    Raises:
+        FileNotFoundError: neither the checkpoint nor a recorded config exists.
+    """
     save = Path(row["save_dir"])
-    return json.loads((save / (save / "latest").read_text().strip() / "meta.json").read_text())
+    latest = save / "latest"
+    if latest.is_file():
+        return json.loads((save / latest.read_text().strip() / "meta.json").read_text())
+    if "config" in row:
+        return {"config": row["config"]}
+    raise FileNotFoundError(f"{save}: no checkpoint and no recorded config for "
+                            f"{row['corpus']}/{row.get('arm', row['variant'])}/seed{row['seed']}; "
+                            f"rerun it, or point --out at the runs")
 
 
 def _tokens_per_step(row: dict[str, Any]) -> int:
