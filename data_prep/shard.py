@@ -587,10 +587,33 @@ def _unit_size(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, RealDefaultsFormatter):
+    """Real defaults, and the epilog's examples kept as written."""
+
+
+_EPILOG = """\
+--input also takes a Megatron-LM / GPT-NeoX tokenized dataset (PREFIX, PREFIX.bin,
+PREFIX.idx or a directory of .bin/.idx pairs): its documents are packed without
+re-tokenizing; --tokenizer is the one the dataset was made with.
+
+Runs as one process, or as many ranks under mpiexec or srun (the same output for any
+rank count; resumable: run it again after a failure and finished work units are kept).
+
+examples:
+  python data_prep/shard.py --input '/data/pile/*.jsonl.zst' --tokenizer tok.json \\
+      --output /data/pile_neox_512 --seq-length 512 --val-fraction 0.005
+  mpiexec -n 32 python data_prep/shard.py --input corpus/ --tokenizer tok.json \\
+      --output shards/ --seq-length 512
+  srun python data_prep/shard.py ...            (or: sbatch slurm/shard_corpus.sh)
+  python data_prep/shard.py --input /data/pile_neox/pile_text_document \\
+      --tokenizer 20B_tokenizer.json --output /data/pile_neox_2048 --seq-length 2048
+"""
+
+
 def _parse_args(argv: list[str] | None) -> ShardConfig:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=RealDefaultsFormatter
-    )
+        prog="python data_prep/shard.py", description=__doc__.split("\n")[0],
+        formatter_class=_HelpFormatter, epilog=_EPILOG)
     p.add_argument(
         "--input",
         nargs="+",

@@ -183,8 +183,22 @@ def _curve_description(runs: list[dict[str, Any]], val_samples: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m pretrain.evaluate",
         description="Validation loss/perplexity, overall and per train-frequency bucket; "
-                    "with --compare or several --variant groups, a LEV-vs-baselines report.")
+                    "with --compare or several --variant groups, a LEV-vs-baselines report.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""\
+Run it with one process per tensor-parallel rank of the checkpoint (or a multiple of its TP
+size: data parallelism takes the rest), as one process or under torchrun, srun or mpiexec;
+a ZeRO-3 checkpoint at the data-parallel size it was saved with.
+
+examples:
+  torchrun --standalone --nproc-per-node 2 -m pretrain.evaluate \\
+      --checkpoint runs/lev --data-path demo_out/shards --output runs/lev/eval
+  torchrun --nproc-per-node 2 -m pretrain.evaluate --checkpoint runs/lev_1b2 \\
+      --compare runs/tied_1b2 runs/untied_1b2 --data-path /data/pile_neox_512 --output eval/arms
+  python -m pretrain.evaluate --data-path SHARDS --output eval/seeds \\
+      --variant lev runs/lev/seed1 runs/lev/seed2 --variant tied runs/tied/seed1 runs/tied/seed2
+""")
     parser.add_argument("--checkpoint", default=None,
                         help="tag dir (step*) or save_dir; with --compare: the reference (LEV) run")
     parser.add_argument("--compare", nargs="*", default=[], metavar="DIR",
@@ -208,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch.distributed as dist
 
+    from data_prep.paths import PathOutsideError
+    from megatron_patches.safe_load import UnsafeCheckpointError
     from pretrain.config import ConfigError
     from pretrain.data.shards import DataMismatchError, ShardsNotFoundError
     from pretrain.evaluation.buckets import frequency_buckets
@@ -266,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("wrote %s", ", ".join(str(p) for p in out))
         dist.barrier()
         return 0
+    except (UnsafeCheckpointError, PathOutsideError) as exc:
+        log.error("%s: %s (exit 78)", type(exc).__name__, exc)
+        return 78  # refused input: docs/trust.md
     except (EvaluationError, ConfigError, DataMismatchError, ShardsNotFoundError) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         return 2

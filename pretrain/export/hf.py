@@ -334,7 +334,19 @@ def export(tag_dir: Path, output: Path, tokenizer_override: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Export a checkpoint as a Hugging Face LlamaForCausalLM (LEV materialised).")
+        prog="python -m pretrain.export_hf",
+        description="Export a checkpoint as a Hugging Face LlamaForCausalLM (LEV materialised).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""\
+Run it with one process per tensor-parallel rank of the checkpoint (a TP=2 checkpoint:
+2 processes, under torchrun, srun or mpiexec); a ZeRO-3 checkpoint at the data-parallel
+size it was saved with. The export is loaded back and its logits compared with the
+checkpoint's (exit 1 above 1e-4).
+
+examples:
+  python -m pretrain.export_hf --checkpoint runs/lev_1b2 --output hf/lev_1b2
+  torchrun --standalone --nproc-per-node 2 -m pretrain.export_hf \\
+      --checkpoint runs/lev_tp2 --output hf/lev_tp2
+""")
     parser.add_argument("--checkpoint", required=True, help="tag dir (step*) or save_dir")
     parser.add_argument("--output", required=True, help="new directory for the HF model")
     parser.add_argument("--tokenizer", default=None,
@@ -346,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
 
+    from data_prep.paths import PathOutsideError
+    from megatron_patches.safe_load import UnsafeCheckpointError
     from pretrain.config import ConfigError
     from pretrain.export.inference import resolve_checkpoint
     from pretrain.runtime.distributed import destroy_distributed, init_distributed
@@ -365,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                          meta["config"]["train"]["seed"])
         max_diff = export(tag_dir, output, args.tokenizer,
                           Path(args.reference_out) if args.reference_out else None)
+    except (UnsafeCheckpointError, PathOutsideError) as exc:
+        log.error("%s: %s (exit 78)", type(exc).__name__, exc)
+        return 78  # refused input: docs/trust.md
     except (EvaluationError, ConfigError) as exc:
         log.error("%s", exc)
         return 2
