@@ -4,7 +4,8 @@ Usage:
     python data_prep/verify.py DIR
 
 Exit status 0 when everything matches; 1 with one line per problem (naming the shard)
-otherwise; 2 when DIR has no readable manifest.
+otherwise; 2 when DIR has no readable manifest; 78 when the manifest lists a shard path
+that is absolute or leaves DIR (data_prep/paths.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from data_prep.cli import RealDefaultsFormatter
 from data_prep.manifest import SPLITS, fingerprint, load_manifest
+from data_prep.paths import PathOutsideError, path_inside
 from data_prep.progress import RateLog
 
 __all__ = ["verify", "main"]
@@ -72,14 +74,21 @@ def _check_tar(
     return samples, problems
 
 
-def _shard_mb(root: str, manifest: dict) -> float:
+def _shard_paths(root: str, manifest: dict) -> dict[str, str]:
+    """Each listed shard's path, refusing any that leaves ``root`` before anything is read."""
+    fix = "re-create the directory with data_prep/shard.py"
+    return {shard["path"]: path_inside(root, shard["path"], listed_in=os.path.join(
+                root, "manifest.json"), fix=fix)
+            for split in SPLITS for shard in manifest["splits"][split]["shards"]}
+
+
+def _shard_mb(paths: dict[str, str]) -> float:
     total = 0
-    for split in SPLITS:
-        for shard in manifest["splits"][split]["shards"]:
-            try:
-                total += os.path.getsize(os.path.join(root, shard["path"]))
-            except OSError:
-                pass  # reported as missing below
+    for path in paths.values():
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass  # reported as missing below
     return total / 1e6
 
 
@@ -87,9 +96,13 @@ def verify(root: str, log_every_s: float | None = None) -> list[str]:
     """Return a list of problems found in ``root`` (empty when it matches its manifest).
 
     With ``log_every_s``, logs a progress line (shards, MB/s, ETA) that often.
+
+    Raises:
+        PathOutsideError: a listed shard path is absolute or leaves ``root``.
     """
     manifest = load_manifest(root)
-    progress = RateLog(log, "MB", _shard_mb(root, manifest), log_every_s, ("shards",))
+    paths = _shard_paths(root, manifest)
+    progress = RateLog(log, "MB", _shard_mb(paths), log_every_s, ("shards",))
     problems: list[str] = []
     dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
     sample_bytes = manifest["sample_tokens"] * dtype.itemsize
@@ -99,7 +112,7 @@ def verify(root: str, log_every_s: float | None = None) -> list[str]:
         info = manifest["splits"][split]
         total_samples = total_tokens = 0
         for shard in info["shards"]:
-            name, path = shard["path"], os.path.join(root, shard["path"])
+            name, path = shard["path"], paths[shard["path"]]
             shas.append(shard["sha256"])
             if not os.path.isfile(path):
                 problems.append(f"{name}: missing")
@@ -189,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[verify] %(message)s")
     try:
         problems = verify(args.dir, args.log_every_s)
+    except PathOutsideError as exc:
+        print(f"verify.py: error: {exc} (exit 78)", file=sys.stderr)
+        return 78
     except (OSError, ValueError, KeyError) as exc:
         print(f"verify.py: error: cannot read the manifest of {args.dir!r}: {exc}", file=sys.stderr)
         return 2

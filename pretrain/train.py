@@ -4,7 +4,8 @@ The same command runs under torchrun, srun and mpiexec (see pretrain/runtime/dis
 Exit codes are :class:`pretrain.runtime.stopping.ExitCode`: 0 finished, 75 saved after a
 signal or time budget (relaunch to resume), 76 signalled before any step (nothing new to
 save), 77 hang detected by the watchdog, 74 checkpoint unreadable at restart (I/O errors;
-relaunch), 2 config/data error, 3 non-finite loss. A config
+relaunch), 78 refused input (code in a checkpoint, a listed path outside its directory:
+docs/trust.md), 2 config/data error, 3 non-finite loss. A config
 or data error prints one line per job (``pretrain/runtime/errors.py``); torchrun itself exits 1
 and names the error and each rank's code in its summary. Under ``slurm/launch_pretrain.sh``
 the code is also published to ``LEV_EXIT_CODE_FILE`` before the teardown
@@ -54,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=f"Config sections: {', '.join(_SECTIONS)}. Every key is listed, with its "
                f"default and documentation, by --help-config. Exit codes: 0 finished, 2 "
                f"config/data error, 3 non-finite loss, 74 checkpoint unreadable (relaunch), 75 "
-               f"saved on a signal (relaunch), 76 signalled before any step, 77 hang.")
+               f"saved on a signal (relaunch), 76 signalled before any step, 77 hang, 78 "
+               f"refused input (docs/trust.md).")
     parser.add_argument("--config", help="YAML config (pretrain/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="overrides, values parsed as YAML (also --section.key=value)")
@@ -115,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         stopper.restore()
         return _published(report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR)))
 
+    from data_prep.paths import PathOutsideError
+    from megatron_patches.safe_load import UnsafeCheckpointError
     from pretrain.checkpoint.manager import CheckpointMismatchError, CheckpointUnreadableError
+    from pretrain.checkpoint.preflight import restrict_new_files
     from pretrain.data.shards import DataMismatchError, ShardIndexError, ShardsNotFoundError
     from pretrain.runtime.distributed import destroy_distributed
     from pretrain.runtime.watchdog import StepTimeout, Watchdog
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                    CheckpointMismatchError)
     try:
         stopper.set_time_budget(config.train.exit_duration_mins)
+        restrict_new_files(config.checkpoint.group_access, config.checkpoint.save_dir,
+                           rank=detect_rank_layout().rank)  # before save_dir is written
         w = config.watchdog
         watchdog = Watchdog(w.timeouts(), Path(config.checkpoint.save_dir) / ".heartbeats",
                             rank=detect_rank_layout().rank,
@@ -136,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         # Published before the teardown below (metric sinks, process groups), which can be
         # slow or be killed: the launcher already knows the outcome.
         return _published(int(trainer.train()), collective=True)
+    except (UnsafeCheckpointError, PathOutsideError) as exc:
+        return _published(report("pretrain.train", exc, int(ExitCode.REFUSED)))
     except user_errors as exc:
         return _published(report("pretrain.train", exc, int(ExitCode.CONFIG_ERROR)))
     except CheckpointUnreadableError as exc:

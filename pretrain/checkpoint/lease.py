@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pretrain.config import ConfigError
 from pretrain.runtime.distributed import broadcast_object
+from pretrain.runtime.files import write_atomic
 from pretrain.runtime.launcher import node_name
 
 __all__ = ["LEASE", "SaveDirInUseError", "SaveDirLease", "job_identity", "lease_save_dir"]
@@ -117,6 +118,10 @@ class SaveDirLease:
         age = time.time() - holder.renewed
         if age > self.timeout_s:
             return f"not renewed for {age:.0f} s (checkpoint.lease_timeout_s={self.timeout_s:g})"
+        if -age > self.timeout_s:
+            # No holder's clock is that far ahead: a planted lease that would never go stale.
+            return (f"renewed {-age:.0f} s in the future (more than checkpoint.lease_timeout_s="
+                    f"{self.timeout_s:g} ahead of this host's clock)")
         return None
 
     def _refusal(self, holder: Holder) -> str:
@@ -137,9 +142,7 @@ class SaveDirLease:
             return None
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f"{LEASE}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({**asdict(self.me), "renewed": time.time()}))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({**asdict(self.me), "renewed": time.time()}))
 
     def _start_renewing(self) -> None:
         self._thread = threading.Thread(target=self._renew, name="lev-lease", daemon=True)

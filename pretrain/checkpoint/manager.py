@@ -37,6 +37,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import time
 import zlib
 from collections.abc import Callable
@@ -49,9 +50,17 @@ import torch
 import torch.distributed as dist
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
+from data_prep.paths import path_inside
 from megatron_patches.deepspeed_durable_io import fsync_file, track_checkpoint_writes
 from megatron_patches.deepspeed_mapped_load import map_checkpoint_reads
+from megatron_patches.safe_load import (
+    UnsafeCheckpointError,
+    refusal,
+    restricted_load,
+    unsafe_globals,
+)
 from pretrain.runtime.distributed import all_gather_object, broadcast_object
+from pretrain.runtime.files import fsync_dir, write_atomic
 
 __all__ = [
     "CheckpointManager",
@@ -61,6 +70,7 @@ __all__ = [
     "capture_rng",
     "check_compatible",
     "file_crc32",
+    "refuse_unsafe_files",
     "restore_rng",
     "verify_tag_files",
 ]
@@ -111,25 +121,6 @@ def restore_rng(state: dict[str, Any]) -> None:
     get_cuda_rng_tracker().set_states(state["tracker"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    # The rename itself must reach the disk for the commit to survive a node crash.
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_tag(tag_dir: Path) -> None:
@@ -186,14 +177,25 @@ def verify_tag_files(tag_dir: Path, files: dict[str, dict[str, Any]], *, rank: i
 
     Every rank checks every file's existence and size (cheap) and the CRC-32 of its
     round-robin share, so the ranks together read each file once. A read that fails with
-    an I/O error is tried ``attempts`` times before it counts as one.
+    an I/O error is tried ``attempts`` times before it counts as one. The CRCs find
+    damage, not tampering: whoever can write the files can write ``meta.json`` too.
+
+    Raises:
+        PathOutsideError: on every rank alike, a listed name that is absolute or leaves
+            ``tag_dir`` (nothing is read then).
     """
     check = TagCheck()
+    fix = "this is not a checkpoint this project wrote; do not resume from it"
+    paths = {name: Path(path_inside(tag_dir, name, listed_in=tag_dir / META, fix=fix))
+             for name in files}
     for i, (name, expected) in enumerate(sorted(files.items())):
-        path = tag_dir / name
+        path = paths[name]
         try:
-            size = _retrying(lambda p=path: p.stat().st_size, path, attempts, rank)
-            if size != expected["size"]:
+            st = _retrying(lambda p=path: p.stat(), path, attempts, rank)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode):  # a device or FIFO would never end a read
+                check.damage.append(f"{path} is not a regular file")
+            elif size != expected["size"]:
                 check.damage.append(f"{path} has {size} bytes, {META} lists {expected['size']}")
             elif i % world_size == rank and _retrying(
                     lambda p=path: file_crc32(p), path, attempts, rank) != expected["crc32"]:
@@ -204,6 +206,33 @@ def verify_tag_files(tag_dir: Path, files: dict[str, dict[str, Any]], *, rank: i
             check.io_errors.append(f"{path} could not be read on rank {rank} ({exc}; "
                                    f"{attempts} attempts)")
     return check
+
+
+def refuse_unsafe_files(tag_dir: Path) -> None:
+    """Refuse ``tag_dir`` on every rank alike if any of its ``.pt`` files names a global
+    outside the loader's allowlist (``megatron_patches/safe_load.py``); call on every rank.
+
+    Each rank reads the pickles (not the tensors) of its round-robin share, before any
+    rank loads a file: a refusal on the one rank that loads a bad file would leave the
+    others waiting in a collective.
+
+    Raises:
+        UnsafeCheckpointError: naming the first such file and its globals (exit 78).
+    """
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    mine = []
+    for i, path in enumerate(sorted(tag_dir.glob("*.pt"))):
+        if i % world == rank:
+            try:
+                names = unsafe_globals(path)
+            except (OSError, ValueError, RuntimeError):
+                continue  # unreadable as a checkpoint: verification or the load says so
+            if names:
+                mine.append(refusal(path, ", ".join(names)))
+    found = sorted(m for part in all_gather_object(mine) for m in part)
+    if found:
+        raise UnsafeCheckpointError(_summary(found))
 
 
 class CheckpointManager:
@@ -384,10 +413,12 @@ class CheckpointManager:
         _fault_injection_point(step)
         files = {k: v for part in all_gather_object(mine) for k, v in part.items()}
         if self.rank == 0:
-            _fsync_dir(tag_dir)
-            _atomic_write(tag_dir / META,
-                          json.dumps({"step": step, **meta, "files": files}, indent=1))
-            _atomic_write(self.save_dir / LATEST, tag + "\n")
+            fsync_dir(tag_dir)
+            # Durable: the rename itself must reach the disk for the commit to survive a
+            # node crash.
+            write_atomic(tag_dir / META, json.dumps({"step": step, **meta, "files": files},
+                                                    indent=1), durable=True)
+            write_atomic(self.save_dir / LATEST, tag + "\n", durable=True)
             self._prune(keep=tag)
         _barrier()
         return tag_dir
@@ -416,8 +447,15 @@ class CheckpointManager:
             _remove_tag(self.save_dir / old)
 
     def load(self, engine, tag_dir: Path, *, world_size_changed: bool) -> dict[str, Any]:
-        """Load ``tag_dir`` into ``engine`` and restore this rank's RNG; returns meta."""
+        """Load ``tag_dir`` into ``engine`` and restore this rank's RNG; returns meta.
+
+        Every file is read as data (``megatron_patches/safe_load.py``).
+
+        Raises:
+            UnsafeCheckpointError: a file names a global that could run code (exit 78).
+        """
         meta = self.read_meta(tag_dir)
+        refuse_unsafe_files(tag_dir)
         map_checkpoint_reads(engine)  # one copy per node in the page cache, not one per rank
         load_path, client_state = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
         # DeepSpeed only warns (and returns None) when files are missing.
@@ -427,7 +465,7 @@ class CheckpointManager:
                 f"another run); move it aside to resume from the previous one")
         rng_file = tag_dir / f"rng_rank{self.rank:05d}.pt"
         if not world_size_changed and rng_file.is_file():
-            restore_rng(torch.load(rng_file, weights_only=False))
+            restore_rng(restricted_load(rng_file))
         else:
             log.info("world size changed since the checkpoint: RNG states re-seeded, not restored")
         return meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from data_prep.paths import PathOutsideError
 from pretrain.config import ConfigError
 from pretrain.data.shards import (
     DataMismatchError,
@@ -25,11 +27,13 @@ from pretrain.data.shards import (
     TokenShardDataset,
 )
 from pretrain.runtime.distributed import all_gather_object, broadcast_object
+from pretrain.runtime.files import current_umask
 from pretrain.runtime.launcher import node_name
 
-__all__ = ["check_save_dir_shared", "open_splits_everywhere", "rank_view_of_save_dir"]
+__all__ = ["check_save_dir_shared", "open_splits_everywhere", "rank_view_of_save_dir",
+           "restrict_new_files"]
 
-_DATA_ERRORS = (ShardsNotFoundError, DataMismatchError, ShardIndexError)
+_DATA_ERRORS = (ShardsNotFoundError, DataMismatchError, ShardIndexError, PathOutsideError)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,44 @@ def rank_view_of_save_dir(save_dir: str | Path, rank: int) -> Path:
     if str(rank) in unshared.split(","):
         return save_dir.with_name(f"{save_dir.name}.rank{rank}")
     return save_dir
+
+
+#: Permission bits withheld from everything the run creates, per ``checkpoint.group_access``:
+#: never group write or anything for others; ``none`` withholds group read too.
+_WITHHELD = {"read": 0o027, "none": 0o077}
+
+
+def restrict_new_files(group_access: str, save_dir: str | Path, *, rank: int) -> str | None:
+    """Tighten this process's umask per ``checkpoint.group_access`` (before anything is
+    written) and say what others can do to an existing ``save_dir``.
+
+    The umask only gains bits: a stricter one set by the user stays. Returns the warning
+    logged on rank 0 about ``save_dir`` (``None`` when only its owner can write it).
+    """
+    os.umask(current_umask() | _WITHHELD[group_access])
+    try:
+        st = os.stat(save_dir)
+    except OSError:
+        return None  # created by this run, under the umask just set
+    others = []
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        others.append("every user")
+    elif st.st_mode & stat.S_IWOTH:
+        others.append("every user (sticky: they can add files, not replace yours)")
+    if st.st_mode & stat.S_IWGRP:
+        others.append(f"group {st.st_gid}")
+    if st.st_uid != os.geteuid():
+        others.append(f"its owner, uid {st.st_uid}")
+    if not others:
+        return None
+    warning = (f"checkpoint.save_dir={save_dir} can be written by {' and '.join(others)}: they "
+               f"can delete or replace checkpoints (a replaced checkpoint loads as data only: "
+               f"exit 78 if it holds code), plant a lease that holds this run up, or leave files "
+               f"under the names this run writes. Use a directory only you can write "
+               f"(chmod g-w,o-w {save_dir}); see docs/trust.md")
+    if rank == 0:
+        log.warning("%s", warning)
+    return warning
 
 
 def check_save_dir_shared(save_dir: Path, *, timeout_s: float = 30.0) -> None:
@@ -93,7 +135,8 @@ def open_splits_everywhere(open_split: Callable[[str], TokenShardDataset],
 
     Returns the datasets where every rank succeeded. Otherwise raises, on every rank, the
     first failing rank's error type with its message and the list of ranks/hosts that
-    saw a problem, so all ranks exit together (code 2) with one message.
+    saw a problem, so all ranks exit together (code 2; 78 for a listed path that leaves
+    the shard directory) with one message.
     """
     rank = dist.get_rank() if dist.is_initialized() else 0
     datasets: list[TokenShardDataset] = []

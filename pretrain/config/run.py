@@ -189,8 +189,16 @@ class CheckpointConfig:
     ``save_dir/abandoned/`` does. Without it such a start is refused (exit 2): the
     checkpoints set aside there are this run's history, and a restart that finds nothing
     else usually means something to look at, not a new run."""
+    group_access: Literal["none", "read"] = "read"
+    """Who besides you may open what the run creates in save_dir (directories,
+    checkpoints, meta.json, metrics): ``read`` lets the file's group read it (to hand
+    checkpoints to a team), ``none`` keeps it to your user. Nobody else ever gets write
+    access and other users get none, whatever the umask (docs/trust.md)."""
 
     def __post_init__(self) -> None:
+        if self.group_access not in ("none", "read"):
+            raise ConfigError(f"checkpoint.group_access={self.group_access!r}; use 'read' (the "
+                              "group may read checkpoints) or 'none' (only your user)")
         if self.probe_timeout_s <= 0:
             raise ConfigError(f"checkpoint.probe_timeout_s={self.probe_timeout_s} must be > 0")
         if self.lease_timeout_s < 0:

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.paths import path_inside
+
 __all__ = [
     "DataMismatchError",
     "ShardCorruptError",
@@ -313,7 +315,9 @@ class TokenShardDataset:
                 f"{self.index_path}: url {url!r} is remote; this loader reads local shards "
                 f"(urls relative to the data directory)"
             )
-        return os.path.join(self.data_dir, url)
+        # The list may come from someone else's directory: an entry must stay inside it.
+        return path_inside(self.data_dir, url, listed_in=self.index_path,
+                           fix=f"list shards relative to {self.data_dir}, or {_RESHARD_HINT}")
 
     def __len__(self) -> int:
         return self.num_samples

@@ -10,7 +10,8 @@ recomputes the whole context for every token, so export for long generations). B
 share one sampling loop: greedy at ``--temperature 0``, else softmax(logits / T)
 restricted to the smallest set of tokens whose probability reaches ``--top-p``, drawn
 with a ``torch.Generator`` seeded by ``--seed``. Generation stops at the tokenizer's EOD
-or after ``--max-new-tokens``. Exit codes: 0 done, 2 bad input.
+or after ``--max-new-tokens``. Exit codes: 0 done, 2 bad input, 78 a checkpoint refused
+because loading it could run code (docs/trust.md).
 """
 
 from __future__ import annotations
@@ -76,8 +77,11 @@ def _hf_stepper(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    # An export directory may come from someone else: no code from it (remote code, or a
+    # pickled pytorch_model.bin), only the weights in safetensors.
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False,
+                                                 use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     state: dict = {"cache": None, "seen": 0}
 
     @torch.no_grad()
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch.distributed as dist
 
+    from data_prep.paths import PathOutsideError
+    from megatron_patches.safe_load import UnsafeCheckpointError
     from pretrain.config import ConfigError
     from pretrain.export.inference import EvaluationError, resolve_checkpoint
     from pretrain.runtime.distributed import destroy_distributed
@@ -181,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write("\n")
             if args.print_ids:
                 print(json.dumps({"prompt_ids": prompt_ids, "ids": new}))
+    except (UnsafeCheckpointError, PathOutsideError) as exc:
+        log.error("%s: %s (exit 78)", type(exc).__name__, exc)
+        return 78  # refused input: docs/trust.md
     except (EvaluationError, ConfigError) as exc:
         log.error("%s", exc)
         return 2

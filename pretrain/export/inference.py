@@ -91,6 +91,7 @@ def build_inference_engine(config, meta: dict[str, Any], tag_dir: Path):
     from megatron.core import parallel_state as ps
 
     from megatron_patches.deepspeed_mapped_load import map_checkpoint_reads
+    from pretrain.checkpoint.manager import refuse_unsafe_files
     from pretrain.training.trainer import build_engine
 
     dp = ps.get_data_parallel_world_size()
@@ -105,6 +106,7 @@ def build_inference_engine(config, meta: dict[str, Any], tag_dir: Path):
     # ZeRO 0-2 keep full module weights in mp_rank_XX_model_states.pt: loading the module
     # only needs no optimizer partitions, so any DP size works. ZeRO-3 keeps weights
     # in its partitions and needs the full (optimizer-state-free) ZeRO load.
+    refuse_unsafe_files(tag_dir)  # every rank alike, before any rank loads (exit 78)
     map_checkpoint_reads(engine)  # the ranks of a node share one mapped copy
     load_path, _ = engine.load_checkpoint(
         str(tag_dir.parent), tag=tag_dir.name, load_optimizer_states=False,

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 
+from pretrain.runtime.files import create_exclusive
+
 __all__ = ["EXIT_CODE_FILE_ENV", "publish_exit_code"]
 
 log = logging.getLogger("pretrain")
@@ -44,12 +46,10 @@ def publish_exit_code(code: int, *, rank: int, collective: bool) -> bool:
     path = os.environ.get(EXIT_CODE_FILE_ENV)
     if not path or (collective and rank != 0):
         return False
-    tmp = f"{path}.rank{rank}.tmp"
     try:
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(f"{int(code)}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        # A fresh name, created exclusively: a fixed one could be a planted symlink.
+        tmp = create_exclusive(os.path.dirname(path) or ".", f"{os.path.basename(path)}.rank{rank}.",
+                               f"{int(code)}\n".encode(), fsync=True)
         try:
             os.link(tmp, path)
         except FileExistsError:

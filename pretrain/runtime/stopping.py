@@ -47,6 +47,10 @@ class ExitCode(enum.IntEnum):
     HUNG = 77
     """The watchdog found no progress within a section's timeout (a stuck collective or
     filesystem, a stopped rank); the log names the section and the lagging ranks."""
+    REFUSED = 78
+    """An input would run code or reach outside its directory (a checkpoint file naming a
+    global outside the allowlist, a shard-list or ``meta.json`` path leaving its
+    directory); never retried (docs/trust.md)."""
 
 
 class StopReason(enum.IntEnum):

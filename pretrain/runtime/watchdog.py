@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pretrain.runtime.files import write_atomic
 from pretrain.runtime.launcher import node_name
 
 __all__ = ["StepTimeout", "Watchdog"]
@@ -205,14 +206,11 @@ class Watchdog:
             self._stop.wait(_HEARTBEAT_EVERY_S)
 
     def _write_beat(self, section: str | None, step: int, entered_at: float) -> None:
-        path = self.dir / f"rank{self.rank}.json"
-        # One fixed temporary name per rank: one process per rank and save_dir writes it.
-        tmp = path.with_name(f"{path.name}.tmp")
         try:
-            tmp.write_text(json.dumps({"rank": self.rank, "section": section, "step": step,
-                                       "time": entered_at, "host": node_name(),
-                                       "pid": os.getpid()}))
-            os.replace(tmp, path)
+            write_atomic(self.dir / f"rank{self.rank}.json",
+                         json.dumps({"rank": self.rank, "section": section, "step": step,
+                                     "time": entered_at, "host": node_name(),
+                                     "pid": os.getpid()}))
         except OSError as exc:  # a heartbeat must never fail the run
             log.debug("heartbeat not written: %s", exc)
 
