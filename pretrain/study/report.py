@@ -161,9 +161,22 @@ def _trend(shapes: list[tuple[str, dict[str, dict[str, Any]]]]) -> list[str]:
     return lines
 
 
-def _copy_report(src: Path, dst: Path) -> None:
+def _without_absolute_paths(text: str, out: Path) -> str:
+    """``text`` with every path under the working directory or beside the study's ``out``
+    written relative to it: a page kept in the repository names no machine's directories."""
+    bases = {Path.cwd().resolve(), out.resolve().parent}
+    for base in sorted((b for b in bases if len(b.parts) > 1), key=lambda b: -len(str(b))):
+        text = text.replace(f"{base}/", "")
+    return text
+
+
+def _copy_report(src: Path, dst: Path, out: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("report.md", "eval.json", "loss_curves.png", "bucket_ppl.png"):
+    for name in ("report.md", "eval.json"):
+        if (src / name).is_file():
+            text = (src / name).read_text(encoding="utf-8")
+            (dst / name).write_text(_without_absolute_paths(text, out), encoding="utf-8")
+    for name in ("loss_curves.png", "bucket_ppl.png"):
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
 
@@ -172,22 +185,27 @@ def write_study_report(out: Path, results_dir: Path) -> Path:
     """Summarise every evaluated plan under ``out`` into ``results_dir/README.md``."""
     results_dir.mkdir(parents=True, exist_ok=True)
     sweep, seeds, confirm = _load(out, "sweep"), _load(out, "seeds"), _load(out, "confirm")
-    lines = ["# LEV design study: measured results", "",
+    lines = ["# LEV design study: measured results (400 steps, superseded)", "",
+             "**Superseded** (measured 2026-11-29; replaced on 2026-12-05 by the 3000-step "
+             "study at the 1.2B relative size, [lev_long](../lev_long/README.md), in which LEV "
+             "trails its isoparametric tied baseline): a 400-step horizon and a LEV of 25 % of "
+             "its table flatter LEV. Kept as the record of what each LEV choice does early in "
+             "training.", "",
              "Written by `python -m pretrain.study report`; method, commands and conclusions "
-             "in [docs/LEV.md](../../LEV.md#design-study-measured-cpu). Every number below is "
-             "a measured validation perplexity over the whole validation split.", ""]
+             "in [docs/LEV.md](../../LEV.md#design-study-400-steps-superseded). Every number "
+             "below is a measured validation perplexity over the whole validation split.", ""]
     if sweep:
         _sweep_plot(sweep, results_dir / "sweep.png")
         lines += _sweep_section(sweep) + ["", "![sweep](sweep.png)", ""]
         for corpus in sweep:
-            _copy_report(out / "sweep" / corpus / "report", results_dir / f"{corpus}_sweep")
+            _copy_report(out / "sweep" / corpus / "report", results_dir / f"{corpus}_sweep", out)
     for plan, title, slug, results in (
             ("seeds", "The chosen variant at the tiny shape, three seeds", "tiny", seeds),
             ("confirm", "Confirmation at the small shape (seeds as run)", "small", confirm)):
         if results:
             lines += _seed_section(title, slug, results)
             for corpus in results:
-                _copy_report(out / plan / corpus / "report", results_dir / f"{corpus}_{slug}")
+                _copy_report(out / plan / corpus / "report", results_dir / f"{corpus}_{slug}", out)
     if seeds or confirm:
         lines += _trend([("tiny (d=128, 2 layers)", seeds), ("small (d=160, 3 layers)", confirm)])
     page = results_dir / "README.md"
