@@ -9,6 +9,12 @@ and the matching columns of the projection ``P`` are split across TP ranks. The 
 enters the TP region through ``copy_to_tensor_model_parallel_region`` (identity forward,
 all-reduce of the codebook gradient backward) and the partial projections leave it
 through ``reduce_from`` (all-reduce) or ``reduce_scatter_to_sequence_parallel_region``.
+With the MLP aggregation (``P @ silu(W @ mode)``), ``W``'s columns follow the modes (split
+over ``R``) and ``P``'s columns follow the hidden units (split over ``h``): the partial
+pre-activations of the distinct ids are all-reduced (``[n_unique, h]``, small), each rank
+keeps its ``h / tp`` hidden units (``scatter_to_tensor_model_parallel_region``, whose
+backward all-gathers), and the partial projections leave the TP region exactly as the
+linear projection's do, so sequence parallelism and ``output_norm`` are unchanged.
 The optional output gain (``output_norm``) is replicated like a norm weight and acts on the
 full-width result; under sequence parallelism it is marked ``sequence_parallel`` so that
 the model sums its partial gradients over the group.
@@ -24,12 +30,16 @@ from megatron.core.tensor_parallel.mappings import (
     copy_to_tensor_model_parallel_region,
     reduce_from_tensor_model_parallel_region,
     reduce_scatter_to_sequence_parallel_region,
+    scatter_to_tensor_model_parallel_region,
 )
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from megatron_patches.lev_math import (
+    AGGREGATIONS,
+    SILU_GAUSSIAN_VARIANCE,
+    aggregation_activation,
     bspline_centres,
     digit_base,
     rms_normalise,
@@ -38,7 +48,7 @@ from megatron_patches.lev_math import (
     token_coordinates,
 )
 
-__all__ = ["LEVEmbedding", "TokenIdOutOfRangeError", "lev_parameter_count"]
+__all__ = ["LEVEmbedding", "TokenIdOutOfRangeError", "aggregation_width", "lev_parameter_count"]
 
 # Init (LEV.md "Initialisation"): a mode that is a product of s random factors has a
 # log-normal spread of e^±9 at s=16, and a mode whose factors all start near 1 is the
@@ -54,21 +64,36 @@ class TokenIdOutOfRangeError(ValueError):
     """A token id outside ``[0, vocab_size)`` reached the embedding."""
 
 
+def aggregation_width(aggregation: str, num_modes: int, aggregation_hidden: int | None) -> int:
+    """Inputs of the last linear map into the model width: ``R`` (linear) or ``h`` (mlp,
+    ``aggregation_hidden``, default ``R``)."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"lev.aggregation={aggregation!r}; use one of {AGGREGATIONS}")
+    if aggregation == "linear":
+        return num_modes
+    return num_modes if aggregation_hidden is None else aggregation_hidden
+
+
 def lev_parameter_count(
     *, vocab_size: int, hidden_size: int, num_coords: int, seed_dim: int, grid_size: int,
     num_modes: int, share_codebooks: bool, output_norm: bool = False,
+    aggregation: str = "linear", aggregation_hidden: int | None = None,
 ) -> int:
     """Closed-form LEV parameter count (LEV.md: ``K*b*s + s*G*R + R*d``).
 
     A shared codebook is ``b*s`` plus a per-coordinate scale and offset (``2*K*s``); the
-    output normalisation adds its per-channel gain (``d``).
+    MLP aggregation replaces ``R*d`` by ``R*h + h*d``; the output normalisation adds its
+    per-channel gain (``d``).
     """
     base = digit_base(vocab_size, num_coords)
     codebook = base * seed_dim + 2 * num_coords * seed_dim if share_codebooks else (
         num_coords * base * seed_dim
     )
+    width = aggregation_width(aggregation, num_modes, aggregation_hidden)
+    hidden_layer = num_modes * width if aggregation == "mlp" else 0
     gain = hidden_size if output_norm else 0
-    return codebook + seed_dim * grid_size * num_modes + num_modes * hidden_size + gain
+    return (codebook + seed_dim * grid_size * num_modes + hidden_layer + width * hidden_size
+            + gain)
 
 
 class LEVEmbedding(MegatronModule):
@@ -91,6 +116,10 @@ class LEVEmbedding(MegatronModule):
         output_norm: RMS-normalise each token's embedding and scale it by a learned
             per-channel gain that starts at ``init_method_std``, so every token enters the
             model at a tied table's init scale whatever its modes' magnitude.
+        aggregation: ``linear`` (``P @ mode``) or ``mlp`` (``P @ silu(W @ mode)``, hidden
+            width ``aggregation_hidden``; split over TP as the module docstring says).
+        aggregation_hidden: the MLP's hidden width ``h`` (``None``: ``num_modes``); only
+            with ``aggregation="mlp"``.
         init_seed: seed of the LEV init; the global weights depend only on it, so any
             TP size starts from the same function.
         reduce_scatter_embeddings: return ``[s/tp, b, d]`` reduce-scattered along the
@@ -112,6 +141,8 @@ class LEVEmbedding(MegatronModule):
         init_active_factors: int = 2,
         seed_init_std: float = 1.5,
         output_norm: bool = False,
+        aggregation: str = "linear",
+        aggregation_hidden: int | None = None,
         init_seed: int = 1234,
         reduce_scatter_embeddings: bool = False,
         tp_group: torch.distributed.ProcessGroup | None = None,
@@ -125,6 +156,15 @@ class LEVEmbedding(MegatronModule):
                 f"lev.num_modes={num_modes} is not divisible by tensor_parallel={tp_size}; "
                 f"use a multiple of {tp_size}"
             )
+        if aggregation == "linear" and aggregation_hidden is not None:
+            raise ValueError(f"lev.aggregation_hidden={aggregation_hidden} needs "
+                             f"lev.aggregation=mlp; drop it or set lev.aggregation=mlp")
+        width = aggregation_width(aggregation, num_modes, aggregation_hidden)
+        if aggregation == "mlp" and (width < 2 or width % tp_size):
+            raise ValueError(
+                f"lev.aggregation_hidden={width} must be >= 2 and divisible by "
+                f"tensor_parallel={tp_size}; use a multiple of {max(2, tp_size)}")
+        self.aggregation = aggregation
         self.vocab_size = vocab_size
         self.num_coords = num_coords
         self.base = digit_base(vocab_size, num_coords)
@@ -152,7 +192,12 @@ class LEVEmbedding(MegatronModule):
             self.codebooks = param(num_coords, self.base, seed_dim)
             self.coord_scale = self.coord_offset = None
         self.mode_weights = param(seed_dim, grid_size, local_modes)
-        self.projection = param(hidden, local_modes)
+        if aggregation == "mlp":
+            self.aggregation_in = param(width, local_modes)
+            set_tensor_model_parallel_attributes(self.aggregation_in, True, 1, 1)
+        else:
+            self.register_parameter("aggregation_in", None)
+        self.projection = param(hidden, width // tp_size)
         if output_norm:
             # Replicated over TP like a norm weight; under sequence parallelism each rank sees
             # only its slice of the sequence, so the model sums its gradient over the group.
@@ -169,7 +214,7 @@ class LEVEmbedding(MegatronModule):
                 p.no_weight_decay = True
 
         if config.perform_initialization and device != torch.device("meta"):
-            self._initialize(seed_dim, grid_size, hidden, tp_rank, local_modes)
+            self._initialize(seed_dim, grid_size, hidden, tp_rank, local_modes, width)
 
     @staticmethod
     def _param_device(config: TransformerConfig) -> torch.device:
@@ -180,7 +225,7 @@ class LEVEmbedding(MegatronModule):
 
     @torch.no_grad()
     def _initialize(self, seed_dim: int, grid_size: int, hidden: int, tp_rank: int,
-                    local_modes: int) -> None:
+                    local_modes: int, width: int) -> None:
         """Initialise the *global* weights from ``init_seed`` and keep this rank's slice."""
         gen = torch.Generator().manual_seed(self._init_seed)
         std = self.config.init_method_std
@@ -200,21 +245,46 @@ class LEVEmbedding(MegatronModule):
             modes[dims, :, r] = torch.randn(active, grid_size, generator=gen) / math.sqrt(
                 _BASIS_SQUARED_MASS
             )
-        # Each mode has unit second moment, so P ~ N(0, std^2 / R) gives per-dim std ~ std.
-        projection = torch.randn(hidden, self.num_modes, generator=gen) * (
-            std / math.sqrt(self.num_modes)
-        )
         shard = slice(tp_rank * local_modes, (tp_rank + 1) * local_modes)
         self.mode_weights.copy_(modes[:, :, shard])
-        self.projection.copy_(projection[:, shard])
+        if self.aggregation_in is None:
+            # Each mode has unit second moment, so P ~ N(0, std^2 / R) gives per-dim std ~ std.
+            projection = torch.randn(hidden, self.num_modes, generator=gen) * (
+                std / math.sqrt(self.num_modes)
+            )
+            self.projection.copy_(projection[:, shard])
+        else:
+            self._initialize_mlp(gen, hidden, width, tp_rank, shard)
         if self.output_gain is not None:
             self.output_gain.fill_(std)  # per-token RMS of a tied table at init
+
+    @torch.no_grad()
+    def _initialize_mlp(self, gen: torch.Generator, hidden: int, width: int, tp_rank: int,
+                        mode_shard: slice) -> None:
+        """``W ~ N(0, 1/R)``: unit-second-moment modes give unit-variance pre-activations,
+        where SiLU is neither linear nor saturated. ``P``'s rows are centred (each sums to
+        0 over the hidden units), so the activations' common mean (``E[silu] ~ 0.21``, the
+        same sign for every token) maps to nothing instead of adding one shared direction to
+        every embedding; ``P ~ N(0, std^2 / (h Var[silu(z)]))`` then gives the centred
+        activations the linear projection's per-dim std ``init_method_std``."""
+        std = self.config.init_method_std
+        hidden_weight = torch.randn(width, self.num_modes, generator=gen) / math.sqrt(
+            self.num_modes)
+        projection = torch.randn(hidden, width, generator=gen)
+        projection -= projection.mean(dim=1, keepdim=True)
+        projection *= std / math.sqrt(width * SILU_GAUSSIAN_VARIANCE)
+        local = self.projection.shape[1]
+        self.aggregation_in.copy_(hidden_weight[:, mode_shard])
+        self.projection.copy_(projection[:, tp_rank * local:(tp_rank + 1) * local])
 
     def extra_repr(self) -> str:
         return (
             f"vocab_size={self.vocab_size}, num_coords={self.num_coords}, base={self.base}, "
             f"num_modes={self.num_modes} (local {self.mode_weights.shape[-1]}), "
-            f"knots={self.knots}, output_norm={self.output_gain is not None}, "
+            f"knots={self.knots}, aggregation={self.aggregation}"
+            + (f" (hidden {self.aggregation_in.shape[0]})" if self.aggregation_in is not None
+               else "")
+            + f", output_norm={self.output_gain is not None}, "
             f"reduce_scatter={self.reduce_scatter_embeddings}"
         )
 
@@ -231,7 +301,7 @@ class LEVEmbedding(MegatronModule):
         if self._tp_size > 1:
             seed = copy_to_tensor_model_parallel_region(seed, group=self.tp_group)
         modes = separable_modes(torch.sigmoid(seed), self.mode_weights.float(), self.knots)
-        partial = modes @ self.projection.float().t()  # [n_unique, d], this rank's modes
+        partial = self._aggregate(modes)  # [n_unique, d], this rank's share
 
         if self._tp_size == 1:
             out = self._normalise(partial)[inverse]
@@ -245,6 +315,18 @@ class LEVEmbedding(MegatronModule):
         # All-reduce the distinct rows only (fewer bytes than every position), then expand.
         embeddings = reduce_from_tensor_model_parallel_region(partial, group=self.tp_group)
         return self._normalise(embeddings).to(self.config.params_dtype)[inverse]
+
+    def _aggregate(self, modes: Tensor) -> Tensor:
+        """This rank's partial embeddings from its modes (summed over TP by the caller)."""
+        if self.aggregation_in is None:
+            return modes @ self.projection.float().t()
+        pre = modes @ self.aggregation_in.float().t()  # [n_unique, h]: this rank's modes' part
+        if self._tp_size > 1:
+            # The nonlinearity needs every mode's contribution; then each rank keeps the
+            # hidden units whose columns of P it holds (backward: all-gather their gradient).
+            pre = reduce_from_tensor_model_parallel_region(pre, group=self.tp_group)
+            pre = scatter_to_tensor_model_parallel_region(pre, group=self.tp_group)
+        return aggregation_activation(pre) @ self.projection.float().t()
 
     def _normalise(self, embeddings: Tensor) -> Tensor:
         """RMS-normalise the full-width fp32 embeddings (``output_norm``), else as they are."""

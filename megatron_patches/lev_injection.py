@@ -31,6 +31,8 @@ def install_lev_embedding(
     init_active_factors: int = 2,
     seed_init_std: float = 1.5,
     output_norm: bool = False,
+    aggregation: str = "linear",
+    aggregation_hidden: int | None = None,
 ) -> LEVEmbedding:
     """Replace ``model.embedding.word_embeddings`` with a :class:`LEVEmbedding`.
 
@@ -56,6 +58,8 @@ def install_lev_embedding(
         init_active_factors=init_active_factors,
         seed_init_std=seed_init_std,
         output_norm=output_norm,
+        aggregation=aggregation,
+        aggregation_hidden=aggregation_hidden,
         init_seed=init_seed,
         reduce_scatter_embeddings=table.reduce_scatter_embeddings,
         tp_group=table.tp_group,

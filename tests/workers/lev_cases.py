@@ -7,6 +7,8 @@ from megatron_patches.lev_embedding import LEVEmbedding
 
 VOCAB, HIDDEN = 997, 24
 LEV_SHAPE = dict(num_coords=2, seed_dim=4, grid_size=6, num_modes=8)
+# A hidden width unlike num_modes and the width, so a split along the wrong dim cannot pass.
+MLP = dict(aggregation="mlp", aggregation_hidden=6)
 
 _ids = torch.Generator().manual_seed(7)
 TP_CASE = {
