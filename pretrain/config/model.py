@@ -7,9 +7,10 @@ from typing import Literal
 
 from pretrain.config.errors import ConfigError, divisors
 
-__all__ = ["EMBEDDINGS", "LEVConfig", "ModelConfig", "ParallelConfig"]
+__all__ = ["EMBEDDINGS", "LEV_AGGREGATIONS", "LEVConfig", "ModelConfig", "ParallelConfig"]
 
 EMBEDDINGS = ("lev", "tied", "untied")
+LEV_AGGREGATIONS = ("linear", "mlp")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -70,7 +71,8 @@ class ModelConfig:
 
 @dataclass(kw_only=True, slots=True)
 class LEVConfig:
-    """LEV hyper-parameters (LEV.md). Parameters: ``K*b*s + s*G*R + R*d``."""
+    """LEV hyper-parameters (LEV.md). Parameters: ``K*b*s + s*G*R + R*d`` (``aggregation=mlp``:
+    ``R*h + h*d`` in place of ``R*d``; ``output_norm``: ``+ d``)."""
 
     num_coords: int = 2
     """Digits per token id ``K`` (base ``b = ceil(V ** (1/K))``)."""
@@ -105,6 +107,30 @@ class LEVConfig:
     output-scale hypothesis). The projection keeps its weight decay (as measured): under
     the norm only its direction matters, so decay just shortens it, which enlarges Adam's
     relative step on it over training."""
+    aggregation: Literal["linear", "mlp"] = "linear"
+    """How the ``R`` modes reach the model width ``d``. ``linear``: one projection
+    ``e = P @ mode`` (``R*d`` parameters), so the embeddings span at most ``R`` directions.
+    ``mlp``: one hidden layer, ``e = P @ silu(W @ mode)`` with ``W`` ``h x R`` and ``P``
+    ``d x h``, no biases (one reading of the paper's "aggregation layers"): ``R*h + h*d``
+    parameters, ``h = aggregation_hidden``. The last step is still linear, so the
+    embeddings span at most ``h`` directions: ``h > R`` is what lifts LEV's rank, ``h = R``
+    adds the nonlinearity alone. Extra parameters over ``linear`` with the default ``h = R``:
+    ``R^2``, 4,096 at tiny_lev.yaml (d=128, R=64: LEV 18,432 -> 22,528) and 1,048,576 at
+    lev_1b2.yaml (d=2048, R=1024: +0.09 % of the model); with ``h = d`` (full rank):
+    16,384 and 4,194,304 (+0.35 %).
+    SiLU (the backbone's own nonlinearity; smooth, no dead units). Init: ``W ~ N(0, 1/R)``
+    (unit-variance pre-activations) and ``P`` row-centred with std
+    ``init_method_std / sqrt(h Var[silu(z)])``, so the embeddings start at the linear
+    projection's scale (within a few % over the vocabulary) and LEV's init, and
+    ``output_norm`` on top, hold as they are. ``W`` and ``P`` are ordinary dense matrices:
+    base lr (not ``lr_mult``) and weight decay, like the linear projection. Tensor
+    parallelism: ``W`` is split over the modes (as ``P`` is in ``linear``) and ``P`` over
+    the hidden units; one extra all-reduce of the distinct ids' ``h`` pre-activations, and
+    the output leaves the TP region as in ``linear`` (sequence parallelism included), so
+    ``h`` must be divisible by ``parallel.tensor_parallel``."""
+    aggregation_hidden: int | None = None
+    """Hidden width ``h`` of ``aggregation=mlp`` (>= 2; ``None``: ``num_modes``). Only with
+    ``aggregation=mlp``: a linear LEV has no hidden layer."""
 
     def __post_init__(self) -> None:
         for name, low in (("num_coords", 1), ("seed_dim", 1), ("grid_size", 3), ("num_modes", 1),
@@ -115,6 +141,16 @@ class LEVConfig:
             raise ConfigError(
                 f"lev.init_active_factors={self.init_active_factors} exceeds lev.seed_dim="
                 f"{self.seed_dim}; use at most seed_dim")
+        if self.aggregation not in LEV_AGGREGATIONS:
+            raise ConfigError(f"lev.aggregation={self.aggregation!r}; use one of "
+                              f"{list(LEV_AGGREGATIONS)}")
+        if self.aggregation_hidden is not None and self.aggregation != "mlp":
+            raise ConfigError(
+                f"lev.aggregation_hidden={self.aggregation_hidden} applies only to "
+                f"lev.aggregation=mlp; remove it or set lev.aggregation=mlp")
+        if self.aggregation_hidden is not None and self.aggregation_hidden < 2:
+            raise ConfigError(f"lev.aggregation_hidden={self.aggregation_hidden} must be >= 2 "
+                              f"(or left unset for num_modes={self.num_modes})")
         if self.seed_init_std <= 0 or self.lr_mult <= 0:
             raise ConfigError(f"lev.seed_init_std={self.seed_init_std} and lev.lr_mult="
                               f"{self.lr_mult} must be > 0")

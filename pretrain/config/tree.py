@@ -36,7 +36,8 @@ class Config:
                             ("model.vocab_size", m.vocab_size),
                             ("model.ffn_hidden_size", m.ffn_hidden_size),
                             ("model.num_query_groups", m.num_query_groups),
-                            ("lev.num_modes", self.lev.num_modes)):
+                            ("lev.num_modes", self.lev.num_modes),
+                            ("lev.aggregation_hidden", self.lev.aggregation_hidden)):
             if value is not None and value % tp:
                 raise ConfigError(
                     f"parallel.tensor_parallel={tp} does not divide {name}={value}; use "

@@ -149,12 +149,14 @@ def build_model(config: Config, *, meta: bool = False) -> GPTModel:
                 share_codebooks=lev.share_codebooks, init_seed=config.train.seed,
                 knots=lev.knots, init_active_factors=lev.init_active_factors,
                 seed_init_std=lev.seed_init_std, output_norm=lev.output_norm,
+                aggregation=lev.aggregation, aggregation_hidden=lev.aggregation_hidden,
             )
             # The function's O(1)-scale inner weights (codebooks, spline factors) move at
-            # lr_mult x lr; the projection (an ordinary d x R matrix) and the output gain
-            # (a norm weight at the table's scale) keep the base lr.
+            # lr_mult x lr; the projection and the MLP aggregation's hidden layer (ordinary
+            # dense matrices) and the output gain (a norm weight at the table's scale) keep
+            # the base lr.
             for name, p in module.named_parameters():
-                if name not in ("projection", "output_gain"):
+                if name not in ("projection", "aggregation_in", "output_gain"):
                     p.lr_mult = lev.lr_mult  # read by pretrain.training.optimizer.build_optimizer
     if config.parallel.sequence_parallel:
         sum_sequence_parallel_grads(model, ps.get_tensor_model_parallel_group())
@@ -226,5 +228,6 @@ def closed_form_lev_count(config: Config) -> int:
         vocab_size=config.model.vocab_size, hidden_size=config.model.hidden_size,
         num_coords=lev.num_coords, seed_dim=lev.seed_dim, grid_size=lev.grid_size,
         num_modes=lev.num_modes, share_codebooks=lev.share_codebooks,
-        output_norm=lev.output_norm,
+        output_norm=lev.output_norm, aggregation=lev.aggregation,
+        aggregation_hidden=lev.aggregation_hidden,
     )
