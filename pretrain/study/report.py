@@ -164,9 +164,9 @@ def _trend(shapes: list[tuple[str, dict[str, dict[str, Any]]]]) -> list[str]:
 def _without_absolute_paths(text: str, out: Path) -> str:
     """``text`` with every path under the working directory or beside the study's ``out``
     written relative to it: a page kept in the repository names no machine's directories."""
-    bases = {Path.cwd().resolve(), out.resolve().parent}
-    for base in sorted((b for b in bases if len(b.parts) > 1), key=lambda b: -len(str(b))):
-        text = text.replace(f"{base}/", "")
+    for base in (Path.cwd().resolve(), out.resolve().parent):  # the working directory first
+        if len(base.parts) > 1:
+            text = text.replace(f"{base}/", "")
     return text
 
 
