@@ -8,12 +8,12 @@ by ``tokenizers``, then ``python data_prep/shard.py`` with small shards (0.25 MB
 random order touches many shards). It then times ``TrainBatchIterator`` (rank 3 of
 DP=8, random global order across all shards) synchronously and with the prefetch
 thread, and, with ``--compare-wids``, ``wids.ShardListDataset`` reading the same tars
-in place in the same order. Target (issue 4): >= 2M tokens/s per rank.
+in place in the same order. Target: >= 2M tokens/s per rank.
 
 ``--order-tokens 300e9`` (default; 0 skips) also measures, each in a fresh process, the
 memory and start-up time of one rank's sample order for a split of that many tokens
 (``seq_length + 1``-token samples): the numpy ``Generator.permutation`` index each rank
-built before issue 11, next to ``pretrain.data.sampler.SampleOrder`` (a keyed bijection, no
+built before the keyed order, next to ``pretrain.data.sampler.SampleOrder`` (a keyed bijection, no
 index). Start-up is the time to the first global batch's ids; memory is the peak RSS
 growth of the process (``ru_maxrss``).
 """
@@ -123,7 +123,7 @@ n, mode = int(sys.argv[1]), sys.argv[2]
 from pretrain.data.sampler import SampleOrder  # imported before the clock: torch is not the order
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-if mode == "numpy":  # what pretrain/data/sampler.py did before issue 11
+if mode == "numpy":  # what pretrain/data/sampler.py did before the keyed order
     ids = np.random.default_rng([1, 0]).permutation(n)[:512]
 else:
     ids = SampleOrder(n, seed=1).sample_ids(0, 512)

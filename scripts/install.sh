@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # own and torch 2.13 requires >= 77.0.3 anyway; an older one is upgraded, a newer one kept.
 python3 -m pip install -q "setuptools>=77"
 # TORCH_INDEX_URL: PyTorch's CPU wheel index on hosts whose pip would otherwise pick the
-# CUDA build (these machines carry the CPU wheel locally and need nothing).
+# CUDA build (hosts that already have a CPU wheel of torch 2.13.0 need nothing).
 python3 -m pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 python3 -m pip install -q -r requirements.txt
 # --no-deps: requirements.txt is the lock and is installed; --no-build-isolation: build

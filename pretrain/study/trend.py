@@ -1,4 +1,4 @@
-"""Does LEV's gap to a baseline grow, hold or shrink over training? (issue 20)
+"""Does LEV's gap to a baseline grow, hold or shrink over training?
 
 The paper's claim is a trend: LEV's gain over tied *grows* with training. A final number
 cannot show that, so every long-horizon run saves its validation curve (the fixed subset,

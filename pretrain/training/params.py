@@ -57,7 +57,7 @@ def isoparametric_ffn(config: Config, counts: dict[str, ParamCounts] | None = No
 
 
 def relative_size(config: Config, counts: dict[str, ParamCounts]) -> dict[str, float]:
-    """LEV's size against what it replaces, in the readings issue 20 compares across scales:
+    """LEV's size against what it replaces, in the readings the long-horizon study compares across scales:
     LEV parameters / the tied table's, ``num_modes`` / vocab, LEV parameters per vocabulary
     entry, and the total overhead over tied."""
     lev, table = counts["lev"].lev, counts["tied"].input_embedding

@@ -1,4 +1,4 @@
-"""One-shot check of the CUDA path on a GPU host lent for a few minutes (issues 15, 22).
+"""One-shot check of the CUDA path on a GPU host available for a few minutes.
 
     bash scripts/gpu_bundle.sh                      # here (network): the wheels the host lacks
     bash scripts/gpu_check.sh                       # there: installs them to a temp dir, `run`

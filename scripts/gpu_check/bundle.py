@@ -2,7 +2,7 @@
 
 scripts/gpu_bundle.sh runs it before it replaces the bundle, scripts/gpu_check.sh before
 it installs one: a bundle that cannot install is named and refused here, on the CPU
-machine, not discovered during the few minutes a GPU is lent.
+machine, not discovered during the few minutes a GPU host is available.
 """
 
 from __future__ import annotations

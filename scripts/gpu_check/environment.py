@@ -3,7 +3,7 @@
 The part itself never decides to skip the rest. ``blocking_reason`` does, and only on an
 explicit finding: torch says there is no CUDA device, an import training needs raised, or
 the all-reduce failed or hung. A probe that merely ran out of time proves nothing, so the
-GPU parts still run (issue 22: a slow cold start must not cost the whole check).
+GPU parts still run (a slow cold start must not cost the whole check).
 """
 
 from __future__ import annotations

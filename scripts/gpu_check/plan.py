@@ -13,13 +13,13 @@ PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parents[1]
 
 BUDGET_S = 360.0
-"""The whole check, install included (issue 15's 6 minutes)."""
+"""The whole check, install included (6 minutes)."""
 
 PARTS = ["install", "environment", "throughput_lev", "throughput_tied", "lev_vs_tied", "data",
          "train_resume", "evaluate"]
 PART_LIMITS_S = {  # part: (cap, minimum worth starting), seconds of wall time
     # 90 s: a cold `import torch` + CUDA init + DeepSpeed/megatron imports + NCCL on a
-    # freshly started host; 40 s was too tight to be sure (issue 22).
+    # freshly started host; 40 s was too tight to be sure.
     "environment": (90, 20), "throughput_lev": (110, 50), "throughput_tied": (110, 50),
     "data": (40, 10), "train_resume": (120, 45), "evaluate": (60, 20),
 }

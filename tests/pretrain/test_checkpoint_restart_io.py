@@ -1,4 +1,4 @@
-"""A transient read error never costs a run (issue 21, item 3): real 2-rank restarts.
+"""A transient read error never costs a run: real 2-rank restarts.
 
 Restart verification used to move any tag that failed on one rank to abandoned/, exit 2
 (final) when all failed, and let the next resume=auto start from step 0. Now an I/O

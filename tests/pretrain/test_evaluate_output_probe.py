@@ -1,4 +1,4 @@
-"""`pretrain.evaluate` checks that --output is writable on every rank at once (issue 21, item 12).
+"""`pretrain.evaluate` checks that --output is writable on every rank at once.
 
 Every rank of ``torchrun --nproc-per-node 2 -m pretrain.evaluate`` runs the check before
 the process group exists; with one shared probe name one rank could unlink the other's

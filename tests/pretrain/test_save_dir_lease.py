@@ -1,4 +1,4 @@
-"""One writer per save_dir (issue 21, item 4): a lease with the job id and host.
+"""One writer per save_dir: a lease with the job id and host.
 
 Two live jobs on one save_dir would delete or set aside each other's checkpoints; the
 second is refused by name. A lease left by a job that died is taken over.

@@ -1,5 +1,5 @@
-"""Signal sequences: the first stop reason is final, later signals are ignored until exit
-(issue 21, item 7). Real 2-rank runs of `python -m pretrain.train` on gloo; the signals
+"""Signal sequences: the first stop reason is final, later signals are ignored until exit.
+Real 2-rank runs of `python -m pretrain.train` on gloo; the signals
 are real (os.kill), sent while a rank is saving, evaluating or tearing down.
 """
 

@@ -1,4 +1,4 @@
-"""A stop right after a skipped (non-finite) step is an ordinary stop (issue 21, item 11).
+"""A stop right after a skipped (non-finite) step is an ordinary stop.
 
 ZeRO-1 skips the update of a step whose gradients are NaN/Inf, so the weights stay those
 of the last finite step. A signal or the time budget arriving then used to end the run

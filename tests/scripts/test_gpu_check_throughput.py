@@ -8,11 +8,11 @@ from scripts.gpu_check.throughput import compare_step_times, smaller_micro_batch
 
 
 @pytest.mark.parametrize(("device", "peak", "model"), [
-    ("NVIDIA H100 80GB HBM3", 989.0, "H100 SXM"),  # what the lent H100 reports
+    ("NVIDIA H100 80GB HBM3", 989.0, "H100 SXM"),  # what an H100 SXM reports
     ("NVIDIA H100 SXM5 80GB", 989.0, "H100 SXM"),
     ("NVIDIA H100 PCIe", 756.0, "H100 PCIe"),
     ("NVIDIA H100 NVL", 835.0, "H100 NVL"),
-    ("NVIDIA H200", 989.0, "H200 SXM"),  # what the lent H200 reports
+    ("NVIDIA H200", 989.0, "H200 SXM"),  # what an H200 reports
     ("NVIDIA H200 NVL", 835.0, "H200 NVL"),
 ])
 def test_the_dense_bf16_peak_is_the_exact_models(device, peak, model):
