@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot check of the CUDA path on a GPU host (H100 or H200; issues 15, 22), in at most
+# One-shot check of the CUDA path on a GPU host (H100 or H200), in at most
 # 6 minutes: installs the wheel bundle (scripts/gpu_bundle.sh) into a throw-away directory,
 # then runs every part of scripts/gpu_check/ (environment: imports, NCCL all-reduce, bf16
 # matmul ceiling; 1.2B lev/tied throughput + MFU; LEV's overhead; a bf16 NCCL train ->
