@@ -25,6 +25,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu_bundle}
 
+# OUT_DIR is replaced wholesale at the end, so it may only be a previous bundle (a
+# directory of .whl files, or empty): a mistyped ".", "$HOME" or a symlink is refused now,
+# before the download, and again right before the replacement.
+check_out() {
+  if [ -L "$out" ] || { [ -e "$out" ] && { [ ! -d "$out" ] ||
+      [ -n "$(find "$out" -mindepth 1 \( ! -name '*.whl' -o ! -type f \) -print -quit)" ]; }; }; then
+    echo "gpu_bundle.sh: error: OUT_DIR=$out exists and is not a bundle (a directory of .whl" \
+         "files only); it would be deleted. Choose another OUT_DIR, or remove it yourself" >&2
+    exit 2
+  fi
+}
+check_out
+
 # Binary or pure wheels, fetched for the target interpreter, never for this one.
 wheels=(
   megatron-core==0.16.1      # has a compiled dataset helper: a cp312 manylinux wheel
@@ -61,6 +74,7 @@ DS_BUILD_OPS=0 python3 -m pip wheel --quiet --no-deps --wheel-dir "$staging/whee
 echo "== checking the bundle"
 python3 scripts/gpu_check bundle-check "$staging/wheels"
 
+check_out
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
 mv "$staging/wheels" "$out"

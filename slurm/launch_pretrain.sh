@@ -20,7 +20,9 @@
 #        written during this run (always: that is progress); else MAX_FAILURE_RETRIES times
 #        in a row (once) -- the count restarts when `latest` advances. The node that failed
 #        (from srun's messages) is excluded from the requeued job if the partition has spares
-# Exit 0 ends the job; 2 (config/data) and 3 (non-finite loss) are never retried. The exit
+# Exit 0 ends the job; 2 (config/data), 3 (non-finite loss) and 78 (refused input: a
+# checkpoint that would run code, a listed path outside its directory; docs/trust.md) are
+# never retried. The exit
 # code is the one the ranks agreed on (LEV_EXIT_CODE_FILE, written by the training), else
 # srun's.
 #
@@ -31,7 +33,8 @@
 #                    (DATA_DIR, its old name, is still accepted with a deprecation note)
 #   SAVE_DIR         checkpoints + metrics.jsonl; must be on a filesystem every node sees
 #                                                           default $REPO_DIR/runs/$RUN_NAME
-#   TRAIN_OVERRIDES  extra "section.field=value ..." overrides (word-split); arguments
+#   TRAIN_OVERRIDES  extra "section.field=value ..." overrides (word-split, never
+#                    glob-expanded); arguments
 #                    given to the sbatch file are appended after them
 #   TENSOR_PARALLEL, ZERO_STAGE, MICRO_BATCH_SIZE, GLOBAL_BATCH_SIZE, TRAIN_STEPS
 #                    shortcuts for parallel.tensor_parallel, train.zero_stage,
@@ -39,7 +42,8 @@
 #   PYTHON           interpreter (default python; e.g. /path/to/venv/bin/python)
 #   REPO_DIR         checkout to run from (the sbatch file finds it)
 #   MASTER_ADDR, MASTER_PORT   default: first node of the allocation, 20000 + job id % 12000
-#   SRUN_ARGS        extra srun options (word-split), e.g. "--cpu-bind=cores"
+#   SRUN_ARGS        extra srun options (word-split, never glob-expanded), e.g.
+#                    "--cpu-bind=cores"
 #   SRUN_WAIT_S      after the first rank exits, kill the others after this many seconds
 #                    (a crashed rank otherwise leaves its peers blocked in NCCL); default 60
 #   MAX_NO_PROGRESS_RESTARTS  requeues in a row without a training step (exit 76 after the
@@ -57,6 +61,10 @@ set -uo pipefail  # not -e: the training's exit code decides what happens next
 
 say() { echo "launch_pretrain: $*"; }
 fail() { echo "launch_pretrain: error: $*" >&2; exit "${2:-2}"; }
+# What this job creates (its state files, and through the training every checkpoint) is
+# never writable by others nor readable by everyone, whatever the submitter's umask; the
+# training narrows group read further with checkpoint.group_access=none (docs/trust.md).
+umask g-w,o=
 
 # ------------------------------------------------------------------ signals
 # Trap before anything slow, or an early signal kills the shell with the job still queued.
@@ -172,16 +180,20 @@ export PYTHONUNBUFFERED=1  # log lines reach the job log as they happen
 export PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
 
 # ------------------------------------------------------------------ command
-# shellcheck disable=SC2206  # word splitting of the override string is intended
+# Word splitting of the override string is intended; globbing is not (set -f): a value such
+# as "data.path=/data/*" must reach the training as written.
+set -f
+# shellcheck disable=SC2206
 OVERRIDES=(${TRAIN_OVERRIDES:-})
+# shellcheck disable=SC2206
+SRUN_EXTRA=(${SRUN_ARGS:-})
+set +f
 [ -n "${TENSOR_PARALLEL:-}" ] && OVERRIDES+=("parallel.tensor_parallel=$TENSOR_PARALLEL")
 [ -n "${ZERO_STAGE:-}" ] && OVERRIDES+=("train.zero_stage=$ZERO_STAGE")
 [ -n "${MICRO_BATCH_SIZE:-}" ] && OVERRIDES+=("train.micro_batch_size=$MICRO_BATCH_SIZE")
 [ -n "${GLOBAL_BATCH_SIZE:-}" ] && OVERRIDES+=("train.global_batch_size=$GLOBAL_BATCH_SIZE")
 [ -n "${TRAIN_STEPS:-}" ] && OVERRIDES+=("train.train_steps=$TRAIN_STEPS")
 OVERRIDES+=("$@")  # arguments of the sbatch file win
-# shellcheck disable=SC2206
-SRUN_EXTRA=(${SRUN_ARGS:-})
 # --kill-on-bad-exit=0: every rank exits 75 after a save, and killing the slower ones on the
 # first 75 would turn srun's exit code into 137. --wait ends the others SRUN_WAIT_S after the
 # first rank exits: ranks that saved exit together, a crashed rank's peers would otherwise
@@ -202,8 +214,33 @@ cd "$REPO_DIR" || fail "cannot cd to REPO_DIR=$REPO_DIR"
 # sbatch of the same run starts counting afresh.
 STATE_DIR="$SAVE_DIR/.launcher/job-${SLURM_JOB_ID:-local}"
 mkdir -p "$STATE_DIR" || fail "cannot create $STATE_DIR (is SAVE_DIR writable?)"
-counter() { cat "$STATE_DIR/$1" 2>/dev/null || echo 0; }
-set_counter() { echo "$2" > "$STATE_DIR/$1"; }
+# Whoever can write the state could feed this shell what it reads back: both levels must
+# be real directories of this user that nobody else can write.
+for dir in "$SAVE_DIR/.launcher" "$STATE_DIR"; do
+  if [ -L "$dir" ] || [ "$(stat -c %u "$dir")" != "$(id -u)" ] ||
+     [ $(( 8#$(stat -c %a "$dir") & 8#022 )) -ne 0 ]; then
+    fail "$dir is a symlink, another user's, or writable by others ($(stat -c '%U %A' "$dir")): its files decide requeues. Remove it, or chmod go-w it if it is yours" 78
+  fi
+done
+# State files are replaced by a rename from a fresh temporary file (never written through
+# a name someone could have planted as a symlink).
+write_state() {
+  local tmp
+  tmp=$(mktemp "$STATE_DIR/.$1.XXXXXX") || return 1
+  printf '%s\n' "$2" > "$tmp" && mv -fT "$tmp" "$STATE_DIR/$1" || { rm -f "$tmp"; return 1; }
+}
+# A counter is a decimal count and nothing else: bash arithmetic evaluates what a variable
+# holds, so a file holding 'a[$(cmd)]' would run cmd here. Sets $count (in this shell, so
+# that a refusal ends the job, not a subshell).
+counter() {
+  local value
+  value=$(cat "$STATE_DIR/$1" 2>/dev/null) || value=0
+  [ -n "$value" ] || value=0  # a write cut short by a crash
+  [[ $value =~ ^[0-9]+$ ]] ||
+    fail "counter $STATE_DIR/$1 holds '${value:0:40}', not a count: refusing to use it (someone else wrote it?). Remove the file to start counting afresh" 78
+  count=$((10#$value))
+}
+set_counter() { write_state "$1" "$2"; }
 MAX_NO_PROGRESS_RESTARTS=${MAX_NO_PROGRESS_RESTARTS:-2}
 MAX_FAILURE_RETRIES=${MAX_FAILURE_RETRIES:-1}
 newest_checkpoint() { cat "$SAVE_DIR/latest" 2>/dev/null || echo none; }
@@ -351,7 +388,8 @@ while :; do
 done
 for _ in $(seq 50); do [ -e "$SRUN_LOG.done" ] && break; sleep 0.1; done  # the tee's last lines
 # Keep srun's own messages only: the ranks' stderr is in the job log already.
-grep '^srun: ' "$SRUN_LOG" > "$SRUN_LOG.tmp" 2>/dev/null; mv -f "$SRUN_LOG.tmp" "$SRUN_LOG"
+srun_only=$(mktemp "$STATE_DIR/.srun.XXXXXX") &&
+  { grep '^srun: ' "$SRUN_LOG" > "$srun_only" 2>/dev/null; mv -fT "$srun_only" "$SRUN_LOG"; }
 rm -f "$SRUN_LOG.done"
 srun_rc=$rc
 agreed=$(cat "$LEV_EXIT_CODE_FILE" 2>/dev/null || true)
@@ -374,13 +412,15 @@ case "$rc" in
     if [ -z "$received" ]; then
       # The ranks were signalled, this shell was not: Slurm preemption (or a signal to the
       # steps). Not the job's fault, and no reason to give up a long run: not counted.
+      counter no_progress
       say "stopped from outside during set-up (preemption?); not counted against" \
-          "MAX_NO_PROGRESS_RESTARTS ($(counter no_progress) such restarts in a row so far)"
+          "MAX_NO_PROGRESS_RESTARTS ($count such restarts in a row so far)"
       requeue 76
     fi
     # USR1 to this shell: the time-limit signal (`--signal=B:USR1@...`) came before the
     # first step. Every run would do the same if --time is too short: count them.
-    n=$(( $(counter no_progress) + 1 ))
+    counter no_progress
+    n=$((count + 1))
     set_counter no_progress "$n"
     if [ "$n" -gt "$MAX_NO_PROGRESS_RESTARTS" ]; then
       echo "launch_pretrain: error: $n restarts in a row stopped before a single training step" \
@@ -395,6 +435,12 @@ case "$rc" in
     echo "launch_pretrain: error: training failed with exit code $rc (2: config/data error," \
          "3: non-finite loss; see the log above); never retried" >&2
     exit "$rc" ;;
+  78)
+    echo "launch_pretrain: error: training refused its input (exit 78: a checkpoint file that" \
+         "would run code when loaded, or a listed path outside its directory; see the log" \
+         "above and docs/trust.md); not requeued, not retried: a rerun would meet the same" \
+         "files" >&2
+    exit 78 ;;
 esac
 if [ -n "$received" ] && [ "$rc" -gt 128 ]; then
   # The signal ended the ranks before pretrain.train installed its handler (still importing).
@@ -416,13 +462,14 @@ blame=""
 [ -n "$EXCLUDE" ] && blame=" on node(s) $EXCLUDE"
 if [ "$(cat "$STATE_DIR/failures_since" 2>/dev/null)" != "$checkpoint_now" ]; then
   set_counter failure_retries 0
-  echo "$checkpoint_now" > "$STATE_DIR/failures_since"
+  write_state failures_since "$checkpoint_now"
 fi
 if [ "$checkpoint_now" != "$checkpoint_at_start" ]; then
   echo "launch_pretrain: error: $what$blame after writing $checkpoint_now; retrying from it" >&2
   requeue "$rc"
 fi
-retries=$(counter failure_retries)
+counter failure_retries
+retries=$count
 if [ "$retries" -lt "$MAX_FAILURE_RETRIES" ]; then
   set_counter failure_retries $((retries + 1))
   from=$checkpoint_now

@@ -15,6 +15,7 @@ node failures are then real Slurm behaviour, only the network is the loopback.
 Command line::
 
     python slurm/local_cluster.py start --dir /tmp/lev-slurm [--cpus 8] [--nodes 3]
+    # (without --dir: a new private directory, /tmp/lev-local-slurm-XXXXXXXX, printed)
     export SLURM_CONF=/tmp/lev-slurm/slurm.conf
     sbatch --ntasks=2 my_job.sh
     python slurm/local_cluster.py status --dir /tmp/lev-slurm
@@ -36,8 +37,10 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -141,7 +144,8 @@ class LocalSlurm:
         self.cred_expire = cred_expire
         self.preemption = preemption
         self.grace_time = grace_time
-        self.dir = Path(directory).resolve()
+        # Not resolved: a symlink at DIR is refused by start(), never followed.
+        self.dir = Path(os.path.abspath(directory))
         self.cpus = cpus
         self.start_timeout = start_timeout
         self.conf = self.dir / "slurm.conf"
@@ -169,6 +173,7 @@ class LocalSlurm:
     # ---------------------------------------------------------------- start / stop
     def start(self) -> LocalSlurm:
         """Write the config, start the three daemons and wait until the node is idle."""
+        _claim_private_dir(self.dir)
         missing = slurm_binaries_missing()
         if missing:
             raise SlurmNotInstalled(
@@ -559,12 +564,45 @@ class LocalSlurm:
         return "\n".join(parts)
 
 
+def _claim_private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700), or accept it only if it is a real directory of this
+    user that nobody else can enter.
+
+    The daemons run as root and write slurm.conf, plugstack.conf, the munge key and logs
+    here: in a directory someone else made (a predictable name in /tmp), or through a
+    symlink they planted, those files would be theirs to read, replace or aim elsewhere.
+
+    Raises:
+        RuntimeError: ``path`` exists and is a symlink, not a directory, another user's,
+            or open to others; the message names what and the fix.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    why = ("a symlink" if stat.S_ISLNK(st.st_mode)
+           else "not a directory" if not stat.S_ISDIR(st.st_mode)
+           else f"owned by uid {st.st_uid}, not {os.geteuid()}" if st.st_uid != os.geteuid()
+           else f"open to others (mode {stat.S_IMODE(st.st_mode):04o})" if st.st_mode & 0o077
+           else None)
+    if why:
+        raise RuntimeError(
+            f"local Slurm directory {path} is {why}: the cluster's daemons write their "
+            f"config and keys there as root. Use a new directory (omit --dir for a private "
+            f"one in {tempfile.gettempdir()}), or, if it is yours, chmod 700 {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``start`` / ``stop`` / ``status`` from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
-    parser.add_argument("--dir", default=os.environ.get(_MARKER, "/tmp/lev-local-slurm"),
-                        help="cluster directory (default: $LEV_LOCAL_SLURM_DIR or /tmp/lev-local-slurm)")
+    parser.add_argument("--dir", default=os.environ.get(_MARKER),
+                        help="cluster directory: new, or yours with mode 0700 (default: "
+                             "$LEV_LOCAL_SLURM_DIR; for start, else a new private directory "
+                             "in the temporary directory)")
     parser.add_argument("--cpus", type=int, default=8, help="CPUs each node declares (default 8)")
     parser.add_argument("--nodes", type=int, default=1,
                         help="slurmd daemons (nodes) on this machine: 1 (default) is named after "
@@ -576,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace-time", type=int, default=30,
                         help="seconds between a preempted job's TERM and KILL (default 30)")
     args = parser.parse_args(argv)
+    if args.dir is None:
+        if args.command != "start":
+            parser.error(f"{args.command} needs --dir: the directory `start` printed")
+        # A fresh name no one else can have created first (mkdtemp: 0700, exclusive).
+        args.dir = tempfile.mkdtemp(prefix="lev-local-slurm-")
     cluster = LocalSlurm(args.dir, cpus=args.cpus, preemption=args.preemption,
                          grace_time=args.grace_time, nodes=args.nodes,
                          slurmd_timeout=args.slurmd_timeout)

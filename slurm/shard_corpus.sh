@@ -44,8 +44,11 @@ export TOKENIZERS_PARALLELISM=false
 
 # INPUT may hold several space-separated entries; globs are expanded by shard.py, not the shell.
 read -r -a INPUT_ARR <<< "$INPUT"
+# Split into words, never glob-expanded (set -f): the flags reach shard.py as written.
+set -f
 # shellcheck disable=SC2206
 EXTRA_ARR=($EXTRA_ARGS)
+set +f
 CMD=("$PYTHON" "$REPO_DIR/data_prep/shard.py"
      --input "${INPUT_ARR[@]}" --tokenizer "$TOKENIZER" --output "$OUTPUT_DIR"
      --seq-length "$SEQ_LENGTH" --val-fraction "$VAL_FRACTION" --shard-size-mb "$SHARD_SIZE_MB"
