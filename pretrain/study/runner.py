@@ -5,8 +5,8 @@
     python -m pretrain.study compare --out runs/compare --corpora shakespeare  # what
                                      # scripts/compare_embeddings.sh runs
     python -m pretrain.study report  --out runs/study --results docs/results/lev_study
-    python -m pretrain.study long    --out runs/study --lrs 5e-4 1e-3 2e-3   # issue 20:
-                                     # 3000 steps, validation curves, every arm on one lr grid
+    python -m pretrain.study long    --out runs/study --lrs 5e-4 1e-3 2e-3   # the long
+                                     # horizon: 3000 steps, validation curves, every arm on one lr grid
     python -m pretrain.study trend   --out runs/study --results docs/results/lev_long [--of compare]
     python -m pretrain.study size    --out runs/study --of long@long-d64 long long@long-d256 \
                                      --lrs 1e-3 --results docs/results/lev_long   # the gap
@@ -67,8 +67,8 @@ SHAPES: dict[str, list[str]] = {
               "model.ffn_hidden_size=432", "train.train_steps=400",
               "train.micro_batch_size=16", "train.global_batch_size=16",
               "optimizer.warmup_steps=20", "train.eval_interval=50", "train.eval_samples=256"],
-    # scripts/compare_embeddings.sh's default: the tiny backbone for 3000 steps (issue 20:
-    # short runs flatter LEV, which leads early and can fall behind later).
+    # scripts/compare_embeddings.sh's default: the tiny backbone for 3000 steps
+    # (short runs flatter LEV, which leads early and can fall behind later).
     "compare": ["train.train_steps=3000", "optimizer.warmup_steps=60", "train.eval_interval=100",
                 "train.eval_samples=512"],
     # The long-horizon study: the tiny backbone, 3000 steps x 16 x 128 tokens (6.1M tokens,
@@ -118,7 +118,7 @@ VARIANTS: dict[str, list[str]] = {
     "lev-k3": ["lev.num_coords=3"],
     "lev-shared": ["lev.share_codebooks=true"],
     "lev-act1": ["lev.init_active_factors=1"],
-    # Issue 20's long-horizon hypotheses, on top of tiny_lev.yaml (the 1.2B relative size).
+    # The long-horizon hypotheses, on top of tiny_lev.yaml (the 1.2B relative size).
     "lev-lrcos": ["lev.lr_mult_schedule=cosine"],
     "lev-g16": ["lev.grid_size=16"],
     "lev-k4": ["lev.num_coords=4"],
@@ -143,7 +143,7 @@ PLANS: dict[str, tuple[str, list[str], list[int]]] = {
     # The chosen variant and tied at the sweep's shape with the confirmation's seeds.
     "seeds": ("tiny", ["{variant}", "tied"], [1, 2, 3]),
     "compare": ("compare", ["{variant}", "tied", "tied-iso", "untied"], [1, 2, 3]),
-    # Issue 20: LEV at the 1.2B config's relative size (tiny_lev.yaml) against its
+    # LEV at the 1.2B config's relative size (tiny_lev.yaml) against its
     # isoparametric tied first, then tied and untied; every arm over the same lr grid.
     "long": ("long", ["{variant}", "tied-iso", "tied", "untied"], [1, 2]),
 }

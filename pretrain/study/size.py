@@ -1,5 +1,5 @@
 """LEV's gap to its isoparametric tied across body sizes, and what it predicts at 1.2B
-(issue 20, item 3).
+(docs/LEV.md).
 
 One point per trained body (a plan directory such as ``long@long-d64``, ``long``,
 ``long@long-d256``): the final subset loss of LEV and of tied-iso, each at its best grid lr
