@@ -160,10 +160,11 @@ def test_no_file_gives_the_documented_defaults():
 
 # --- shipped configs --------------------------------------------------------------------
 
-def test_six_configs_are_shipped():
+def test_the_tiny_configs_and_the_ladders_three_rungs_are_shipped():
     assert [p.name for p in SHIPPED] == [
-        "lev_1b2.yaml", "tied_1b2.yaml", "tiny_lev.yaml", "tiny_tied.yaml",
-        "tiny_untied.yaml", "untied_1b2.yaml",
+        "lev_1b2.yaml", "lev_200m.yaml", "lev_400m.yaml", "tied_1b2.yaml", "tied_200m.yaml",
+        "tied_400m.yaml", "tiny_lev.yaml", "tiny_tied.yaml", "tiny_untied.yaml",
+        "untied_1b2.yaml", "untied_200m.yaml", "untied_400m.yaml",
     ]
 
 
