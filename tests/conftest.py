@@ -94,6 +94,7 @@ _SHARED_GROUPS = {
     "tests/slurm/": "slurm",
     "tests/pretrain/test_evaluate.py": "trained",
     "tests/pretrain/test_export_hf.py": "trained",
+    "tests/pretrain/test_trust_checkpoints.py": "trained",
     "tests/pretrain/test_checkpoint_durability.py": "zero1_two_tags",
     "tests/pretrain/test_checkpoint_restart_io.py": "zero1_two_tags",
     "tests/data_prep/": "data_prep",

@@ -78,10 +78,11 @@ def test_a_save_dir_whose_writes_block_ends_every_rank_with_77_within_the_save_t
         shard_dir, tmp_path):
     save_dir, log_dir = tmp_path / "run", tmp_path / "logs"
     _stall_heartbeats(save_dir)
-    os.mkfifo(save_dir / ".latest.tmp")  # rank 0's commit of the first save blocks
     argv = train_argv(save_dir, shard_dir, "train.train_steps=50", "checkpoint.save_interval=2",
                       "watchdog.save_timeout_s=5")
-    procs = spawn_ranks(2, argv, log_dir=log_dir)
+    # The first save never ends, as on a stalled mount (its temporary files have fresh
+    # names, so no FIFO can be planted in their way).
+    procs = spawn_ranks(2, argv, log_dir=log_dir, env={"LEV_FAULT_DELAY_S": "save:120"})
     try:
         wait_for_step(save_dir, log_dir, 2)
         saving = time.monotonic()  # step 2 is logged right before its save starts
