@@ -192,7 +192,10 @@ def read_run(save_dir: Path) -> FinishedRun | str:
     val = None
     metrics = save_dir / "metrics.jsonl"
     for line in metrics.read_text().splitlines() if metrics.is_file() else []:
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a kill mid-write; the rest still counts
+            continue
         # The last record of the last step wins: a requeued run may log a step twice.
         if record.get("step") == steps and record.get("val_loss") is not None:
             val = float(record["val_loss"])
