@@ -21,7 +21,8 @@ def test_all_prints_one_sbatch_per_arm_smallest_rung_first_with_its_defaults(tmp
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    expected = [(arm, rung) for rung in ("200m", "400m", "1b2") for arm in ("lev", "tied", "untied")]
+    expected = [(arm, rung) for rung in ("200m", "400m", "1b2")
+                for arm in ("lev", "tied", "untied")]
     assert len(lines) == len(expected)
     defaults = {"200m": "--nodes=1 --time=06:00:00 ", "400m": "--nodes=1 --time=12:00:00 ",
                 "1b2": ""}
