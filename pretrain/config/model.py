@@ -99,12 +99,12 @@ class LEVConfig:
     lr_mult_schedule: Literal["constant", "cosine"] = "constant"
     """``constant``: the multiplier holds for the whole run. ``cosine``: it decays from
     ``lr_mult`` to 1 after warm-up, following the lr schedule's cosine progress, so LEV
-    learns fast early and at the backbone's rate by the end (issue 20's hypothesis)."""
+    learns fast early and at the backbone's rate by the end (the long-horizon study's hypothesis)."""
     output_norm: bool = False
     """RMS-normalise each token's LEV embedding and scale it by a learned per-channel gain
     (``d`` parameters, base lr) that starts at ``init_method_std``: every token enters the
-    backbone at a tied table's init scale, whatever the magnitude of its modes (issue 20's
-    output-scale hypothesis). The projection keeps its weight decay (as measured): under
+    backbone at a tied table's init scale, whatever the magnitude of its modes (the
+    long-horizon study's output-scale hypothesis). The projection keeps its weight decay (as measured): under
     the norm only its direction matters, so decay just shortens it, which enlarges Adam's
     relative step on it over training."""
     aggregation: Literal["linear", "mlp"] = "linear"
@@ -117,7 +117,7 @@ class LEVConfig:
     adds the nonlinearity alone. Extra parameters over ``linear`` with the default ``h = R``:
     ``R^2``, 4,096 at tiny_lev.yaml (d=128, R=64: LEV 18,432 -> 22,528) and 1,048,576 at
     lev_1b2.yaml (d=2048, R=1024: +0.09 % of the model); with ``h = d`` (full rank):
-    16,384 and 4,194,304 (+0.35 %).
+    16,384 and 4,194,304 (+0.34 %).
     SiLU (the backbone's own nonlinearity; smooth, no dead units). Init: ``W ~ N(0, 1/R)``
     (unit-variance pre-activations) and ``P`` row-centred with std
     ``init_method_std / sqrt(h Var[silu(z)])``, so the embeddings start at the linear

@@ -92,6 +92,7 @@ TRAINED = {
     "lev": ["train.zero_stage=1"],
     "lev_zero3": ["train.zero_stage=3"],
     "lev_tp2": ["train.zero_stage=1", "parallel.tensor_parallel=2"],
+    "lev_mlp_tp2": ["train.zero_stage=1", "parallel.tensor_parallel=2", "lev.aggregation=mlp"],
     "tied_zero3": ["model.embedding=tied", "train.zero_stage=3"],
     "untied_zero3": ["model.embedding=untied", "train.zero_stage=3"],
 }

@@ -23,6 +23,7 @@ CASES = {  # name: (the session's run, tests/pretrain/conftest.py; export ranks)
     "lev-zero1": ("lev", 1),
     "lev-zero3": ("lev_zero3", 2),  # ZeRO-3: exported at its saved DP
     "lev-tp2": ("lev_tp2", 2),
+    "lev-mlp-tp2": ("lev_mlp_tp2", 2),  # lev.aggregation=mlp, its hidden units split
     "tied-zero3": ("tied_zero3", 2),
     "untied-zero3": ("untied_zero3", 2),
 }
@@ -68,11 +69,11 @@ def test_the_exported_llama_computes_the_checkpoints_logits(exported, name):
     assert config["tie_word_embeddings"] == name.startswith("tied")
 
 
-@pytest.mark.parametrize("name", ["lev-zero1", "lev-tp2"])
+@pytest.mark.parametrize("name", ["lev-zero1", "lev-tp2", "lev-mlp-tp2"])
 def test_the_materialised_table_equals_levs_forward_for_every_id(exported, tmp_path, name):
     tag, hf, _ = exported(name)
     out = tmp_path / "rows.pt"
-    tp = 2 if name == "lev-tp2" else 1
+    tp = 2 if name.endswith("tp2") else 1
     run_torchrun(WORKERS / "lev_table_worker.py", tp, str(tag), str(out))
     rows = torch.load(out)
     table = hf_model(hf).model.embed_tokens.weight.detach()
