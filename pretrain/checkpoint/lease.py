@@ -40,6 +40,10 @@ __all__ = ["LEASE", "SaveDirInUseError", "SaveDirLease", "job_identity", "lease_
 
 log = logging.getLogger(__name__)
 
+#: Renewal times further ahead of this host's clock than this (or the lease timeout) are not
+#: a holder's clock running fast but a lease that would never go stale: taken over.
+_CLOCK_SKEW_S = 300.0
+
 LEASE = ".lease.json"
 #: How often a waiting job looks at the lease again.
 _POLL_S = 1.0
@@ -118,10 +122,10 @@ class SaveDirLease:
         age = time.time() - holder.renewed
         if age > self.timeout_s:
             return f"not renewed for {age:.0f} s (checkpoint.lease_timeout_s={self.timeout_s:g})"
-        if -age > self.timeout_s:
+        if -age > max(self.timeout_s, _CLOCK_SKEW_S):
             # No holder's clock is that far ahead: a planted lease that would never go stale.
-            return (f"renewed {-age:.0f} s in the future (more than checkpoint.lease_timeout_s="
-                    f"{self.timeout_s:g} ahead of this host's clock)")
+            return (f"renewed {-age:.0f} s in the future (no clock is more than "
+                    f"{max(self.timeout_s, _CLOCK_SKEW_S):g} s ahead)")
         return None
 
     def _refusal(self, holder: Holder) -> str:

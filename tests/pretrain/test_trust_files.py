@@ -7,12 +7,15 @@ symlinks planted at the fixed temporary names older code wrote through (``.lates
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
+from pretrain.checkpoint.lease import LEASE, SaveDirLease
 from pretrain.runtime.exit_code import publish_exit_code
 from tests.pretrain.train_helpers import run_training
 
@@ -73,3 +76,12 @@ def test_publishing_an_exit_code_does_not_write_through_a_planted_symlink(tmp_pa
     monkeypatch.setenv("LEV_EXIT_CODE_FILE", str(target))
     assert publish_exit_code(2, rank=0, collective=False)
     assert victim.read_text() == VICTIM and target.read_text() == "2\n"
+
+
+def test_a_lease_renewed_far_in_the_future_is_taken_over(tmp_path):
+    (tmp_path / LEASE).write_text(json.dumps({"job": "planted", "host": "node12", "pid": 4242,
+                                              "renewed": time.time() + 10 * 365 * 86400}))
+    lease = SaveDirLease(tmp_path, timeout_s=1.5, job="slurm job 1002")
+    lease.acquire()
+    assert json.loads((tmp_path / LEASE).read_text())["job"] == "slurm job 1002"
+    lease.release()
