@@ -11,6 +11,7 @@
     python -m pretrain.study size    --out runs/study --of long@long-d64 long long@long-d256 \
                                      --lrs 1e-3 --results docs/results/lev_long   # the gap
                                      # across bodies (at one lr, or each arm's best)
+    python -m pretrain.study ladder table   # the GPU size ladder (docs/ladder.md)
     python -m pretrain.study size    --axis depth --out runs/study --lrs 1e-3 \
                                      --of long long@long-L4 long@long-L8 long@long-L16 \
                                      --results docs/results/lev_depth   # the gap against depth
@@ -452,6 +453,11 @@ def run_plan(out: Path, runs: list[Run], jobs: int, nproc: int, evaluate: bool =
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ladder"]:  # the GPU size ladder has its own arguments (table | report)
+        from pretrain.study.ladder import main as ladder_main
+
+        return ladder_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plan", choices=[*PLANS, "report", "trend", "size"],
                         help="which runs to train and evaluate, `report` to summarise them, "
