@@ -44,8 +44,8 @@ def model_flops_per_token(config: Config) -> float:
     """Training FLOPs per token (forward + backward = 3x forward), as Megatron counts them.
 
     Matmuls only: attention projections, SwiGLU MLP, attention scores and values
-    (full ``s x s``, as Megatron-LM reports), the output head, and LEV's projection
-    (an upper bound: LEV runs once per distinct id, not per token). Recomputation is not
+    (full ``s x s``, as Megatron-LM reports), the output head, and LEV's projection or
+    aggregation MLP (an upper bound: LEV runs once per distinct id, not per token). Recomputation is not
     counted (model FLOPs, not hardware FLOPs).
     """
     m = config.model
@@ -55,7 +55,12 @@ def model_flops_per_token(config: Config) -> float:
     forward = layers * per_layer + 2 * d * m.vocab_size
     if m.embedding == "lev":
         lev = config.lev
-        forward += 2 * lev.num_modes * d + 2 * lev.seed_dim * lev.grid_size * lev.num_modes
+        forward += 2 * lev.seed_dim * lev.grid_size * lev.num_modes
+        if lev.aggregation == "mlp":
+            hidden = lev.aggregation_hidden or lev.num_modes
+            forward += 2 * (lev.num_modes * hidden + hidden * d)
+        else:
+            forward += 2 * lev.num_modes * d
     return 3.0 * forward
 
 

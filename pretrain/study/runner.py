@@ -133,6 +133,10 @@ VARIANTS: dict[str, list[str]] = {
     # has R/d = 0.5 (as lev_1b2.yaml); these give R/d = 1 and 2 at d=128.
     "lev-r128": ["lev.num_modes=128"],
     "lev-r256": ["lev.num_modes=256"],
+    # One reading of the paper's "aggregation layers": modes -> SiLU MLP -> width instead of
+    # one projection. Hidden width d lifts the rank to d at exactly lev-r128's parameters,
+    # so the pair separates "nonlinear aggregation" from "more modes".
+    "lev-agg": ["lev.aggregation=mlp", "lev.aggregation_hidden=128"],
 }
 
 #: plan -> (shape, variants, seeds). ``confirm`` and ``compare`` take their LEV variant

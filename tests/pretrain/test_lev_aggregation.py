@@ -150,3 +150,15 @@ def test_a_checkpoint_saved_before_the_aggregation_fields_is_refused_the_mlp(tmp
     with pytest.raises(CheckpointMismatchError,
                        match=r"lev\.aggregation: checkpoint 'linear', config 'mlp'"):
         _check(*_shapes("lev.aggregation=mlp"), tmp_path)
+
+
+def test_training_flops_count_the_aggregation_mlp_instead_of_the_projection():
+    from pretrain.config import load_config
+    from pretrain.runtime.metrics import model_flops_per_token
+
+    linear = load_config("pretrain/configs/tiny_lev.yaml")
+    mlp = load_config("pretrain/configs/tiny_lev.yaml",
+                      ["lev.aggregation=mlp", "lev.aggregation_hidden=96"])
+    r, d = linear.lev.num_modes, linear.model.hidden_size
+    assert model_flops_per_token(mlp) - model_flops_per_token(linear) == 3 * 2 * (
+        r * 96 + 96 * d - r * d)
