@@ -8,6 +8,8 @@ Modules, in the order data flows through them:
 - ``packing``: train/val split by document hash; pack token streams into fixed blocks.
 - ``shard_writer``: size-limited, byte-reproducible tar shards written under tmp names.
 - ``manifest``: per-unit results -> manifest.json, wids shard lists, token_counts.npy.
+- ``paths``: a path listed in a manifest, shard list or ``meta.json`` stays inside its
+  directory (also used by ``pretrain``'s loader and checkpoint verification).
 - ``launch``: rank/world discovery (mpiexec via mpi4py, srun via SLURM_* + filesystem).
 - ``workdir``: resume state in ``DIR/.work`` (plan, per-unit markers, rank status files).
 - ``shard``: the CLI that drives all of the above.
