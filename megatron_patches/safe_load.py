@@ -8,8 +8,9 @@ another team) would otherwise run their code in the job that resumes, evaluates,
 or generates from it. ``weights_only=True`` refuses every global outside torch's own safe
 set; :data:`ALLOWED_GLOBALS` adds what our files need and nothing more. The list was read
 with ``torch.serialization.get_unsafe_globals_in_checkpoint`` off real checkpoints saved at
-ZeRO 0/1/2/3, fp32 and bf16, TP 1 and 2 (``tests/megatron_patches/test_safe_load.py``
-saves them again and fails when a new global appears). A file holding any other global is
+ZeRO 0/1/2/3, fp32 and bf16, TP 1 and 2 (``tests/pretrain/test_trust_checkpoints.py``
+fails when a checkpoint of the test session needs a global outside it, or the list holds
+one that none needs). A file holding any other global is
 refused with :class:`UnsafeCheckpointError` (exit 78, ``docs/trust.md``), naming the file
 and the global.
 """
