@@ -156,6 +156,11 @@ PLANS: dict[str, tuple[str, list[str], list[int]]] = {
 #: Plans whose LEV variants start from STUDY_BASELINE; the others from tiny_lev.yaml as is.
 BASELINE_PLANS = ("sweep", "confirm", "seeds")
 
+#: The `long` plan's LEV variants as they were measured, before tiny_lev.yaml turned
+#: `lev.output_norm` on: pinned so the published long-horizon and depth numbers reproduce
+#: (the `lev-norm` variant's own override still turns it on).
+LONG_BASELINE = ["lev.output_norm=false"]
+
 
 @dataclass(slots=True)
 class Run:
@@ -222,6 +227,8 @@ def plan_runs(plan: str, corpora: list[str], variant: str = "lev",
                     extra = VARIANTS[v] if v in VARIANTS else _variant_overrides(v)
                     if v.startswith("lev") and plan in BASELINE_PLANS:
                         extra = [*STUDY_BASELINE, *extra]
+                    elif v.startswith("lev") and plan == "long":
+                        extra = [*LONG_BASELINE, *extra]
                     runs.append(Run(plan, corpus, v, seed,
                                     [*SHAPES[shape_name], *extra, *lr_overrides,
                                      *step_overrides, f"train.seed={seed}",

@@ -71,8 +71,10 @@ def closed_form(config_path: str) -> dict[str, dict[str, int]]:
                  + 2 * d)       # input_layernorm, pre_mlp_layernorm
     backbone = m.num_layers * per_layer + d  # + decoder.final_layernorm
     base = smallest_base(vocab, lev.num_coords)
+    assert lev.aggregation == "linear"  # the form below
     lev_count = (lev.num_coords * base * lev.seed_dim + lev.seed_dim * lev.grid_size
-                 * lev.num_modes + lev.num_modes * d)
+                 * lev.num_modes + lev.num_modes * d
+                 + (d if lev.output_norm else 0))  # the output norm's per-channel gain
     table = vocab * d
     return {
         "lev": dict(total=backbone + lev_count + table, backbone=backbone,

@@ -169,3 +169,14 @@ def test_a_step_count_that_cannot_end_on_an_evaluation_is_refused_with_counts_th
                                 "evaluations, so the final model would not be evaluated; use "
                                 "660 or 663")
     assert check_steps(0) == "--steps 0 must be >= 1"
+
+
+def test_the_long_plans_lev_arms_keep_the_output_norm_they_were_measured_with():
+    """tiny_lev.yaml turns lev.output_norm on; the long plan's published LEV had it off."""
+    from pretrain.config import load_config
+
+    runs = {r.variant: r for r in plan_runs("long", ["shakespeare"], seeds=[1])}
+    runs.update({r.variant: r for r in plan_runs("long", ["shakespeare"], "lev-norm", [1])})
+    assert load_config("pretrain/configs/tiny_lev.yaml").lev.output_norm
+    assert not load_config("pretrain/configs/tiny_lev.yaml", runs["lev"].overrides).lev.output_norm
+    assert load_config("pretrain/configs/tiny_lev.yaml", runs["lev-norm"].overrides).lev.output_norm
