@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pretrain.runtime.faults import fault_delay_s
 from pretrain.runtime.files import write_atomic
 from pretrain.runtime.launcher import node_name
 
@@ -206,6 +207,8 @@ class Watchdog:
             self._stop.wait(_HEARTBEAT_EVERY_S)
 
     def _write_beat(self, section: str | None, step: int, entered_at: float) -> None:
+        # Tests stand in for a stalled mount here: every write blocks this thread only.
+        time.sleep(fault_delay_s("heartbeat"))
         try:
             write_atomic(self.dir / f"rank{self.rank}.json",
                          json.dumps({"rank": self.rank, "section": section, "step": step,

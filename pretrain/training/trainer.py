@@ -42,6 +42,7 @@ from pretrain.data.blend import (
 )
 from pretrain.data.sampler import BatchLayout, TrainBatchIterator, val_batches
 from pretrain.runtime.distributed import init_distributed
+from pretrain.runtime.faults import fault_delay_s
 from pretrain.runtime.metrics import (
     MEMORY_KIND,
     MetricsWriter,
@@ -103,11 +104,11 @@ def _fault_injection_delay(section: str, stopper: StopController | None = None) 
     ``LEV_FAULT_DELAY_S`` gives as ``SECTION:SECONDS`` (tests: a signal that arrives during
     a slow save, or during set-up however loaded the machine is). With ``stopper``, a stop
     request ends the sleep early."""
-    name, _, seconds = os.environ.get("LEV_FAULT_DELAY_S", "").partition(":")
-    if name != section:
+    seconds = fault_delay_s(section)
+    if not seconds:
         return
     log.warning("fault injection: %s delayed by %s s", section, seconds)
-    deadline = time.monotonic() + float(seconds)
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if stopper is not None and stopper.local_reason() != StopReason.NONE:
             return
