@@ -4,8 +4,7 @@
 #
 #   bash scripts/gpu_bundle.sh [OUT_DIR]        # default gpu_bundle/ (git-ignored)
 #
-# The GPU host (the device tool's nvidia-h100-x1 and nvidia-h200 kinds, one image,
-# /work/.library/device/KINDS.md) has torch 2.11 + CUDA 13, numpy, packaging, psutil,
+# The GPU host it targets (an offline image) has torch 2.11 + CUDA 13, numpy, packaging, psutil,
 # py-cpuinfo, msgpack, ninja, einops, tqdm, pyyaml, tokenizers, pyarrow, transformers,
 # mpi4py; it has no network and none of the packages below. Versions are the ones the CPU
 # test suite runs with (requirements.txt and what pip resolved on this machine), one
@@ -19,8 +18,8 @@
 # (DS_BUILD_OPS=0 says so explicitly): a py3-none-any wheel whose ops would JIT-compile on
 # first use (the training path uses torch's AdamW and needs none).
 # The result is checked (`scripts/gpu_check bundle-check`: tags, one version each,
-# dependencies covered, no compiled DeepSpeed ops, <= 64 MiB, the device tool's limit on
-# what travels with a run) before it replaces OUT_DIR; any failure leaves OUT_DIR as it was.
+# dependencies covered, no compiled DeepSpeed ops, <= 64 MiB, so it travels in one copy
+# to a host with a size limit on uploads) before it replaces OUT_DIR; any failure leaves OUT_DIR as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu_bundle}
