@@ -7,10 +7,11 @@ that someone else can write (a group-writable save dir, a checkpoint handed over
 another team) would otherwise run their code in the job that resumes, evaluates, exports
 or generates from it. ``weights_only=True`` refuses every global outside torch's own safe
 set; :data:`ALLOWED_GLOBALS` adds what our files need and nothing more. The list was read
-with ``torch.serialization.get_unsafe_globals_in_checkpoint`` off real checkpoints saved at
-ZeRO 0/1/2/3, fp32 and bf16, TP 1 and 2 (``tests/pretrain/test_trust_checkpoints.py``
-fails when a checkpoint of the test session needs a global outside it, or the list holds
-one that none needs). A file holding any other global is
+with ``torch.serialization.get_unsafe_globals_in_checkpoint`` off real CPU checkpoints saved
+at ZeRO 0/1/2/3, fp32 and bf16, TP 1 and 2 (``tests/pretrain/test_trust_checkpoints.py``
+fails when a checkpoint of the test session, fp32 ZeRO-1/3 and TP 2, needs a global outside
+it, or the list holds one that none needs). Not yet read off a GPU run with Transformer
+Engine layers: the GPU check's resume step (``scripts/gpu_check``) loads through it. A file holding any other global is
 refused with :class:`UnsafeCheckpointError` (exit 78, ``docs/trust.md``), naming the file
 and the global.
 """
@@ -29,7 +30,7 @@ from deepspeed.runtime.fp16.loss_scaler import LossScaler
 from deepspeed.runtime.zero.config import ZeroStageEnum
 from deepspeed.utils.tensor_fragment import fragment_address
 
-__all__ = ["ALLOWED_GLOBALS", "UnsafeCheckpointError", "refusal", "restricted_load",
+__all__ = ["ALIASES", "ALLOWED_GLOBALS", "UnsafeCheckpointError", "refusal", "restricted_load",
            "unsafe_globals"]
 
 #: Non-tensor globals our checkpoint files hold, beyond torch's own weights-only set.
@@ -47,6 +48,13 @@ ALLOWED_GLOBALS: tuple[Any, ...] = (
 )
 
 
+#: The same globals under the names older library versions pickle them with: numpy 1.x
+#: writes ``numpy.core``, numpy 2 ``numpy._core`` (an RNG file saved under either loads).
+ALIASES: tuple[tuple[Any, str], ...] = (
+    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+)
+
+
 class UnsafeCheckpointError(Exception):
     """A checkpoint file names a global outside :data:`ALLOWED_GLOBALS`: loading it could
     run code, so it is refused (exit 78)."""
@@ -57,6 +65,7 @@ def _global_name(obj: Any) -> str:
 
 
 _ALLOWED_NAMES = frozenset(_global_name(g) for g in ALLOWED_GLOBALS)
+_ALIAS_NAMES = frozenset(name for _, name in ALIASES)
 _UNSUPPORTED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
 
@@ -68,7 +77,7 @@ def unsafe_globals(path: str | os.PathLike) -> list[str]:
     if not zipfile.is_zipfile(path):
         return []
     return sorted(g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path)
-                  if g not in _ALLOWED_NAMES)
+                  if g not in _ALLOWED_NAMES | _ALIAS_NAMES)
 
 
 def _offending_global(path: str | os.PathLike, error: Exception) -> str:
@@ -100,7 +109,7 @@ def restricted_load(path: str | os.PathLike, map_location: Any = None, *,
         UnsafeCheckpointError: the file names another global; nothing in it ran.
     """
     try:
-        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
+        with torch.serialization.safe_globals([*ALLOWED_GLOBALS, *ALIASES]):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):

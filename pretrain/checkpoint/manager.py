@@ -39,6 +39,7 @@ import shutil
 import signal
 import stat
 import time
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,6 +225,14 @@ def refuse_unsafe_files(tag_dir: Path) -> None:
     mine = []
     for i, path in enumerate(sorted(tag_dir.glob("*.pt"))):
         if i % world == rank:
+            if path.is_file() and not zipfile.is_zipfile(path):
+                # Every file this project (and DeepSpeed under it) writes is zip-serialized;
+                # a legacy pickle cannot be scanned here, only refused by the one rank that
+                # would load it while the others wait in a collective: refuse it by name.
+                mine.append(f"refused to load {path}: not in torch's zip serialization, "
+                            f"which every checkpoint this project writes uses, so it cannot "
+                            f"be checked before loading; see docs/trust.md")
+                continue
             try:
                 names = unsafe_globals(path)
             except (OSError, ValueError, RuntimeError):

@@ -142,3 +142,44 @@ def test_a_meta_json_file_key_outside_the_tag_is_refused_by_name(trained, tmp_pa
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(PathOutsideError, match=r"entry '\.\./\.\./outside\.bin' leads outside"):
         CheckpointManager(save, keep_last=2).find_resume("auto")
+
+
+def test_a_legacy_serialized_file_is_refused_by_name_before_any_rank_loads(tmp_path):
+    """The pre-load scan cannot read a legacy pickle's globals, so it refuses the format
+    itself: otherwise only the rank that loads it would refuse, and the others would wait."""
+    from megatron_patches.safe_load import UnsafeCheckpointError
+    from pretrain.checkpoint.manager import refuse_unsafe_files
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "mp_rank_00_model_states.pt")
+    refuse_unsafe_files(tmp_path)  # zip-serialized: passes
+    torch.save({"w": torch.ones(2)}, tmp_path / "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError, match=r"zero_pp_rank_1_mp_rank_00_optim_states"
+                                                    r"\.pt: not in torch's zip serialization"):
+        refuse_unsafe_files(tmp_path)
+
+
+def test_an_rng_file_pickled_under_numpy_1_loads(tmp_path):
+    """numpy 1.x pickles its arrays' reconstructor as numpy.core.multiarray._reconstruct
+    (numpy 2: numpy._core); an RNG file saved before an upgrade must still load."""
+    import zipfile
+
+    import numpy as np
+
+    from megatron_patches.safe_load import restricted_load, unsafe_globals
+
+    state = np.random.RandomState(3).get_state()
+    new = tmp_path / "rng_new.pt"
+    torch.save({"np": state}, new)
+    old = tmp_path / "rng_rank00000.pt"
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w", zipfile.ZIP_STORED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(item, data)
+    assert "numpy.core.multiarray._reconstruct" in torch.serialization.get_unsafe_globals_in_checkpoint(old)
+    assert unsafe_globals(old) == []
+    loaded = restricted_load(old)["np"]
+    assert loaded[0] == state[0] and np.array_equal(loaded[1], state[1])
