@@ -215,11 +215,17 @@ cd "$REPO_DIR" || fail "cannot cd to REPO_DIR=$REPO_DIR"
 STATE_DIR="$SAVE_DIR/.launcher/job-${SLURM_JOB_ID:-local}"
 mkdir -p "$STATE_DIR" || fail "cannot create $STATE_DIR (is SAVE_DIR writable?)"
 # Whoever can write the state could feed this shell what it reads back: both levels must
-# be real directories of this user that nobody else can write.
+# be real directories of this user, and nobody else may write them from now on. One of
+# ours that others could write (made under umask 002 by an earlier launcher) is closed
+# with chmod go-w: every file in it is checked as it is read (counters are numbers only,
+# state files are replaced, never written through).
 for dir in "$SAVE_DIR/.launcher" "$STATE_DIR"; do
-  if [ -L "$dir" ] || [ "$(stat -c %u "$dir")" != "$(id -u)" ] ||
-     [ $(( 8#$(stat -c %a "$dir") & 8#022 )) -ne 0 ]; then
-    fail "$dir is a symlink, another user's, or writable by others ($(stat -c '%U %A' "$dir")): its files decide requeues. Remove it, or chmod go-w it if it is yours" 78
+  if [ -L "$dir" ] || [ "$(stat -c %u "$dir")" != "$(id -u)" ]; then
+    fail "$dir is a symlink or another user's ($(stat -c '%U %A' "$dir")): its files decide requeues. Remove it" 78
+  fi
+  if [ $(( 8#$(stat -c %a "$dir") & 8#022 )) -ne 0 ]; then
+    say "$dir was writable by others ($(stat -c %A "$dir")): chmod go-w"
+    chmod go-w "$dir" || fail "cannot chmod go-w $dir: its files decide requeues" 78
   fi
 done
 # State files are replaced by a rename from a fresh temporary file (never written through

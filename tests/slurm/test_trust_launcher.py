@@ -83,3 +83,20 @@ def test_exit_78_is_final_with_the_reason_in_the_log(slurm: LocalSlurm,
 
     assert state == "FAILED" and slurm.requeue_count(job.id) == 0, text[-3000:]
     assert "training refused its input (exit 78" in text and "not requeued" in text
+
+
+def test_a_state_directory_of_ours_that_others_could_write_is_closed_not_refused(
+        slurm: LocalSlurm, shard_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """An earlier launcher under umask 002 left .launcher/ group-writable: a requeue after
+    an upgrade must go on, with the directory closed to others."""
+    run = tmp_path / "run"
+    (run / ".launcher").mkdir(parents=True)
+    (run / ".launcher").chmod(0o775)
+    ranks = stand_in(tmp_path / "ranks", "exit 0\n")
+    job = submit(slurm, tmp_path, "--ntasks-per-node=1",
+                 env={**train_env(shard_dir, run), "PYTHON": str(ranks)})
+    state, text = job.finish(timeout=120)
+
+    assert state == "COMPLETED", text[-3000:]
+    assert (run / ".launcher").stat().st_mode & 0o022 == 0
+    assert ".launcher was writable by others (drwxrwxr-x): chmod go-w" in text, text[-3000:]
