@@ -500,13 +500,15 @@ def check_compatible(meta: dict[str, Any], *, model_shape: dict[str, Any],
                 " on a CUDA host where transformer_engine imports"
                 if saved_spec == "transformer-engine" else "")
             + ", or start a new run in a new checkpoint.save_dir")
-    problems = []
+    problems, restore = [], []
     saved_shape = {**{k: v for k, v in (shape_defaults or {}).items() if k in model_shape},
                    **meta.get("model_shape", {})}
     for key in sorted(set(saved_shape) | set(model_shape)):
         if saved_shape.get(key) != model_shape.get(key):
             problems.append(f"{key}: checkpoint {saved_shape.get(key)!r}, config "
                             f"{model_shape.get(key)!r}")
+            if key in saved_shape:
+                restore.append(f"{key}={json.dumps(saved_shape[key])}")
     if meta.get("data_fingerprint") != data_fingerprint:
         problems.append(f"data fingerprint: checkpoint {meta.get('data_fingerprint')}, "
                         f"data.path has {data_fingerprint}")
@@ -519,8 +521,9 @@ def check_compatible(meta: dict[str, Any], *, model_shape: dict[str, Any],
     if not problems:
         return
     message = (f"checkpoint {tag_dir} does not match this run:\n  " + "\n  ".join(problems)
-               + "\nuse a new checkpoint.save_dir for a new run, restore the old settings, or "
-               "set checkpoint.force_resume=true to load it anyway")
+               + "\nuse a new checkpoint.save_dir for a new run, restore the old settings"
+               + (f" (overrides: {' '.join(restore)})" if restore else "")
+               + ", or set checkpoint.force_resume=true to load it anyway")
     if force:
         log.warning("%s\n(force_resume=true: loading anyway)", message)
         return

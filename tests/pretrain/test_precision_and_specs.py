@@ -81,3 +81,15 @@ def test_a_checkpoint_saved_before_a_field_existed_is_refused_another_value(tmp_
         check_compatible(meta, model_shape={**shape, "lev.output_norm": True},
                          data_fingerprint="d", order_fingerprint="o", layer_spec="local",
                          force=False, tag_dir=tmp_path, shape_defaults=_shape_defaults())
+
+
+def test_a_shape_mismatch_names_the_overrides_that_restore_the_checkpoints_settings(tmp_path):
+    """A run started before lev.output_norm became the default resumes by overriding it."""
+    from pretrain.training.trainer import _shape_defaults
+
+    meta, shape = _meta_saved_before_output_norm()
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"restore the old settings \(overrides: lev\.output_norm=false\)"):
+        check_compatible(meta, model_shape={**shape, "lev.output_norm": True},
+                         data_fingerprint="d", order_fingerprint="o", layer_spec="local",
+                         force=False, tag_dir=tmp_path, shape_defaults=_shape_defaults())
