@@ -14,16 +14,16 @@ node failures are then real Slurm behaviour, only the network is the loopback.
 
 Command line::
 
-    python slurm/local_cluster.py start --dir /tmp/lev-slurm [--cpus 8] [--nodes 3]
+    python slurm/local_cluster.py start --dir ~/lev-slurm [--cpus 8] [--nodes 3]
     # (without --dir: a new private directory, /tmp/lev-local-slurm-XXXXXXXX, printed)
-    export SLURM_CONF=/tmp/lev-slurm/slurm.conf
+    export SLURM_CONF=~/lev-slurm/slurm.conf
     sbatch --ntasks=2 my_job.sh
-    python slurm/local_cluster.py status --dir /tmp/lev-slurm
-    python slurm/local_cluster.py stop --dir /tmp/lev-slurm
+    python slurm/local_cluster.py status --dir ~/lev-slurm
+    python slurm/local_cluster.py stop --dir ~/lev-slurm
 
 Python::
 
-    with LocalSlurm("/tmp/lev-slurm") as cluster:
+    with LocalSlurm(Path.home() / "lev-slurm") as cluster:
         job = cluster.sbatch("my_job.sh", "--ntasks=2")
         assert cluster.wait(job, timeout=60) == "COMPLETED"
 """

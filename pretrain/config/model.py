@@ -115,8 +115,8 @@ class LEVConfig:
     parameters, ``h = aggregation_hidden``. The last step is still linear, so the
     embeddings span at most ``h`` directions: ``h > R`` is what lifts LEV's rank, ``h = R``
     adds the nonlinearity alone. Extra parameters over ``linear`` with the default ``h = R``:
-    ``R^2``, 4,096 at tiny_lev.yaml (d=128, R=64: LEV 18,432 -> 22,528) and 1,048,576 at
-    lev_1b2.yaml (d=2048, R=1024: +0.09 % of the model); with ``h = d`` (full rank):
+    ``R^2``, 4,096 at tiny_lev.yaml (d=128, R=64: LEV 18,560 -> 22,656 with output_norm)
+    and 1,048,576 at lev_1b2.yaml (d=2048, R=1024: +0.09 % of the model); with ``h = d`` (full rank):
     16,384 and 4,194,304 (+0.34 %).
     SiLU (the backbone's own nonlinearity; smooth, no dead units). Init: ``W ~ N(0, 1/R)``
     (unit-variance pre-activations) and ``P`` row-centred with std
