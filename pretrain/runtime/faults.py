@@ -1,5 +1,6 @@
 """Fault injection for tests: delays that stand in for a slow save, a stalled mount or a
-slow set-up, named by ``LEV_FAULT_DELAY_S=SECTION:SECONDS`` (unset in real runs)."""
+slow set-up, named by ``LEV_FAULT_DELAY_S=SECTION:SECONDS[,SECTION:SECONDS...]`` (unset in
+real runs)."""
 
 from __future__ import annotations
 
@@ -10,5 +11,8 @@ __all__ = ["fault_delay_s"]
 
 def fault_delay_s(section: str) -> float:
     """Seconds ``LEV_FAULT_DELAY_S`` asks ``section`` to be delayed by (0: none)."""
-    name, _, seconds = os.environ.get("LEV_FAULT_DELAY_S", "").partition(":")
-    return float(seconds) if name == section else 0.0
+    for item in os.environ.get("LEV_FAULT_DELAY_S", "").split(","):
+        name, _, seconds = item.partition(":")
+        if name == section:
+            return float(seconds)
+    return 0.0

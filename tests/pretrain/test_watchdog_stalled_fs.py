@@ -1,8 +1,9 @@
 """The watchdog does not depend on the file system it guards.
 
-A stalled Lustre/NFS blocks every write and read in save_dir. Here FIFOs stand in for
-it: opening a FIFO blocks until the other end is opened, as a request to a stalled
-server does. The exit is armed before any I/O of the timeout path, heartbeats are
+A stalled Lustre/NFS blocks every write and read in save_dir. Here a FIFO stands in for
+a blocked read (opening it blocks until the other end is opened, as a request to a stalled
+server does) and ``LEV_FAULT_DELAY_S=heartbeat:S`` for a blocked heartbeat write (its
+temporary file has a fresh name, so no FIFO can be planted in its way). The exit is armed before any I/O of the timeout path, heartbeats are
 written by their own thread, and the step timeout follows the measured step time.
 """
 
@@ -25,13 +26,15 @@ multiproc = pytest.mark.multiproc
 GRACE_S = 5.0  # pretrain.runtime.watchdog.EXIT_GRACE_S
 
 
-def _stall_heartbeats(save_dir: Path, ranks=(0, 1)) -> None:
-    """Heartbeat writes and reads in ``save_dir`` block, as on a stalled mount."""
+#: Every heartbeat write blocks for 10 minutes (with a FIFO from _stall_heartbeat_reads).
+STALLED_WRITES = "heartbeat:600"
+
+
+def _stall_heartbeat_reads(save_dir: Path) -> None:
+    """Reading the other ranks' heartbeats in ``save_dir`` blocks, as on a stalled mount."""
     beats = save_dir / ".heartbeats"
     beats.mkdir(parents=True)
-    for rank in ranks:
-        os.mkfifo(beats / f"rank{rank}.json.tmp")  # every heartbeat write blocks
-    os.mkfifo(beats / "rank7.json")  # reading the other ranks' heartbeats blocks
+    os.mkfifo(beats / "rank7.json")
 
 
 _ONE_RANK = """
@@ -44,10 +47,11 @@ time.sleep(600)  # the training thread hangs
 
 
 def test_a_timeout_whose_heartbeat_reads_block_still_exits_77_within_the_grace(tmp_path):
-    _stall_heartbeats(tmp_path, ranks=(0,))
+    _stall_heartbeat_reads(tmp_path)
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", _ONE_RANK, str(tmp_path / ".heartbeats")],
-                          cwd=REPO, env=cpu_env(), capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env={**cpu_env(), "LEV_FAULT_DELAY_S": STALLED_WRITES},
+                          capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
     assert done.returncode == 77, done.stderr
     assert elapsed < 1.0 + 1.0 + GRACE_S + 3, f"exited after {elapsed:.1f} s"
@@ -66,12 +70,11 @@ def wait_for_step(save_dir, log_dir, step: int, timeout: float = 240) -> None:
 
 @multiproc
 def test_heartbeat_writes_that_block_do_not_stall_training(shard_dir, tmp_path):
-    # Every heartbeat write blocks for 10 minutes (its temporary file has a fresh name, so
-    # no FIFO can be planted in its way); training must not wait for any of them.
+    # Training must not wait for any heartbeat write.
     save_dir = tmp_path / "run"
-    _stall_heartbeats(save_dir)
+    _stall_heartbeat_reads(save_dir)
     run_training(2, save_dir, shard_dir, "train.train_steps=4", "checkpoint.save_interval=2",
-                 timeout=240, env={"LEV_FAULT_DELAY_S": "heartbeat:600"})
+                 timeout=240, env={"LEV_FAULT_DELAY_S": STALLED_WRITES})
     assert sorted(train_records(save_dir)) == [1, 2, 3, 4]
 
 
@@ -79,12 +82,12 @@ def test_heartbeat_writes_that_block_do_not_stall_training(shard_dir, tmp_path):
 def test_a_save_dir_whose_writes_block_ends_every_rank_with_77_within_the_save_timeout(
         shard_dir, tmp_path):
     save_dir, log_dir = tmp_path / "run", tmp_path / "logs"
-    _stall_heartbeats(save_dir)
+    _stall_heartbeat_reads(save_dir)
     argv = train_argv(save_dir, shard_dir, "train.train_steps=50", "checkpoint.save_interval=2",
                       "watchdog.save_timeout_s=5")
-    # The first save never ends, as on a stalled mount (its temporary files have fresh
-    # names, so no FIFO can be planted in their way).
-    procs = spawn_ranks(2, argv, log_dir=log_dir, env={"LEV_FAULT_DELAY_S": "save:120"})
+    # The first save never ends, as on a stalled mount, and neither does any heartbeat write.
+    procs = spawn_ranks(2, argv, log_dir=log_dir,
+                        env={"LEV_FAULT_DELAY_S": f"save:120,{STALLED_WRITES}"})
     try:
         wait_for_step(save_dir, log_dir, 2)
         saving = time.monotonic()  # step 2 is logged right before its save starts
