@@ -187,10 +187,19 @@ def verify_tag_files(tag_dir: Path, files: dict[str, dict[str, Any]], *, rank: i
     """
     check = TagCheck()
     fix = "this is not a checkpoint this project wrote; do not resume from it"
+    if not isinstance(files, dict):
+        check.damage.append(f"{tag_dir / META}: 'files' is not a mapping of names to "
+                            f"sizes and CRCs")
+        return check
     paths = {name: Path(path_inside(tag_dir, name, listed_in=tag_dir / META, fix=fix))
              for name in files}
     for i, (name, expected) in enumerate(sorted(files.items())):
         path = paths[name]
+        if not (isinstance(expected, dict) and isinstance(expected.get("size"), int)
+                and isinstance(expected.get("crc32"), str)):
+            check.damage.append(f"{tag_dir / META}: the entry of {name!r} has no size and "
+                                f"crc32")
+            continue
         try:
             st = _retrying(lambda p=path: p.stat(), path, attempts, rank)
             size = st.st_size

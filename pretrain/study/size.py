@@ -105,7 +105,8 @@ def fit_size_trend(points: list[SizePoint], target_body: int) -> SizeTrend:
     return SizeTrend(slope, zero, at, exponent, power_gap, multipliers)
 
 
-#: Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (then ~normal).
+#: Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (beyond 10 the
+#: 10-degree value is used: slightly wide, never narrow).
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 

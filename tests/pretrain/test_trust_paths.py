@@ -65,3 +65,12 @@ def test_training_on_a_shard_list_leaving_its_directory_exits_78(shard_copy, tmp
     logs = rank_logs(tmp_path / "run-logs")
     assert "PathOutsideError" in logs and "'../x.tar' leads outside" in logs
     assert not (save / "latest").exists()
+
+
+@pytest.mark.parametrize("files", [["model.pt"], {"model.pt": 12}, {"model.pt": {"crc32": "0"}}])
+def test_a_malformed_file_list_in_meta_json_is_damage_not_a_traceback(tmp_path, files):
+    from pretrain.checkpoint.manager import verify_tag_files
+
+    (tmp_path / "model.pt").write_bytes(b"x" * 12)
+    check = verify_tag_files(tmp_path, files, rank=0, world_size=1)
+    assert check.damage and "meta.json" in check.damage[0] and not check.io_errors
