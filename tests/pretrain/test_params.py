@@ -162,3 +162,18 @@ def test_tiny_lev_and_lev_1b2_train_lev_at_relative_sizes_within_2x():
 
     tiny, big = ratio("pretrain/configs/tiny_lev.yaml"), ratio("pretrain/configs/lev_1b2.yaml")
     assert 0.5 <= tiny / big <= 2.0
+
+
+def test_counting_in_process_leaves_the_environment_as_it_found_it(monkeypatch):
+    """The study's reports count in-process; a MASTER_PORT left behind would send every
+    process they start later to one port (address already in use)."""
+    from pretrain.training.params import count_all
+
+    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+            "MASTER_PORT")
+    for key in keys:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    count_all(load_config(REPO / "pretrain/configs/tiny_lev.yaml"))
+    assert {k: os.environ.get(k) for k in keys} == {
+        **dict.fromkeys(keys), "MASTER_ADDR": "127.0.0.1"}
