@@ -26,9 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from deepspeed.runtime.fp16.loss_scaler import LossScaler
-from deepspeed.runtime.zero.config import ZeroStageEnum
-from deepspeed.utils.tensor_fragment import fragment_address
+
+from megatron_patches.quiet import quiet_deepspeed
+
+# This module is imported before any engine is built (pretrain.train, the checkpoint
+# manager): DeepSpeed's import-time noise must be silenced before its first import here.
+quiet_deepspeed(torch.cuda.is_available())
+
+from deepspeed.runtime.fp16.loss_scaler import LossScaler  # noqa: E402
+from deepspeed.runtime.zero.config import ZeroStageEnum  # noqa: E402
+from deepspeed.utils.tensor_fragment import fragment_address  # noqa: E402
 
 __all__ = ["ALIASES", "ALLOWED_GLOBALS", "UnsafeCheckpointError", "refusal", "restricted_load",
            "unsafe_globals"]
