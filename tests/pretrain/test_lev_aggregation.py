@@ -69,16 +69,17 @@ def _printed_lev_count(config: str, *overrides: str) -> int:
 
 
 def _levs_formula(config: str, *overrides: str) -> int:
-    """``K*b*s + s*G*R + R*h + h*d`` from the config alone (per-digit codebooks)."""
+    """``K*b*s + s*G*R + R*h + h*d`` (``+ d`` with output_norm) from the config alone
+    (per-digit codebooks)."""
     c = load_config(REPO / config, list(overrides))
     lev, d = c.lev, c.model.hidden_size
-    assert lev.aggregation == "mlp" and not lev.share_codebooks and not lev.output_norm
+    assert lev.aggregation == "mlp" and not lev.share_codebooks
     base = 2
     while base**lev.num_coords < c.model.vocab_size:
         base += 1
     h = lev.aggregation_hidden or lev.num_modes
     return (lev.num_coords * base * lev.seed_dim + lev.seed_dim * lev.grid_size * lev.num_modes
-            + lev.num_modes * h + h * d)
+            + lev.num_modes * h + h * d + (d if lev.output_norm else 0))
 
 
 @pytest.mark.parametrize("config,overrides", [
