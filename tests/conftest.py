@@ -125,17 +125,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(_unit(item), len(_FIRST)))  # stable: file order kept
 
 
-#: What pretrain.runtime.distributed.init_distributed writes into os.environ.
-_PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                      "MASTER_PORT")
-
-
 @pytest.fixture(autouse=True)
 def _process_group_environment_restored():
-    """A test that initialises a process group in the pytest worker must not hand its
-    MASTER_PORT or RANK to every process the worker's later tests start (EADDRINUSE, or
-    ranks that all think they are rank 0)."""
-    saved = {key: os.environ.get(key) for key in _PROCESS_GROUP_ENV}
+    """A test that initialises a process group in the pytest worker and never tears it
+    down must not hand its MASTER_PORT or RANK to every process the worker's later tests
+    start (EADDRINUSE, or ranks that all think they are rank 0); destroy_distributed puts
+    them back itself."""
+    from pretrain.runtime.launcher import PROCESS_GROUP_ENV
+
+    saved = {key: os.environ.get(key) for key in PROCESS_GROUP_ENV}
     yield
     for key, value in saved.items():
         if value is None:

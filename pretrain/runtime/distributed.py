@@ -22,12 +22,18 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 from megatron_patches.cpu_shims import apply_cpu_shims
-from pretrain.runtime.launcher import RankLayout, detect_rank_layout
+from pretrain.runtime.launcher import PROCESS_GROUP_ENV, RankLayout, detect_rank_layout
 
 __all__ = ["RankLayout", "all_gather_object", "broadcast_object", "cuda_device_index",
            "destroy_distributed", "detect_rank_layout", "init_distributed"]
 
 log = logging.getLogger(__name__)
+
+#: ``os.environ``'s process-group variables before init_distributed published its own
+#: (None: not initialised by it). In-process callers (parameter counts, the study's
+#: reports, tests) must get them back: a MASTER_PORT left behind would send every process
+#: they start later to one port, a RANK left behind would make every such rank rank 0.
+_env_before_init: dict[str, str | None] | None = None
 
 
 def _master_addr(layout: RankLayout) -> str:
@@ -96,6 +102,9 @@ def init_distributed(tensor_parallel: int, seed: int, *, timeout_minutes: float 
             f"parallel.tensor_parallel={tensor_parallel}; launch a multiple of "
             f"{tensor_parallel} ranks or change tensor_parallel"
         )
+    global _env_before_init
+    if _env_before_init is None:
+        _env_before_init = {key: os.environ.get(key) for key in PROCESS_GROUP_ENV}
     os.environ.update(RANK=str(layout.rank), WORLD_SIZE=str(layout.world_size),
                       LOCAL_RANK=str(layout.local_rank),
                       LOCAL_WORLD_SIZE=str(layout.local_world_size))
@@ -150,8 +159,16 @@ def broadcast_object(obj):
 
 
 def destroy_distributed() -> None:
-    """Tear down megatron's groups and the process group (safe to call twice)."""
+    """Tear down megatron's groups and the process group, and put back the environment
+    variables init_distributed published (safe to call twice)."""
+    global _env_before_init
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     if dist.is_initialized():
         dist.destroy_process_group()
+    for key, value in (_env_before_init or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _env_before_init = None

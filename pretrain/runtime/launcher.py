@@ -8,7 +8,12 @@ import os
 import socket
 from dataclasses import dataclass
 
-__all__ = ["RankLayout", "detect_rank_layout", "node_name"]
+__all__ = ["PROCESS_GROUP_ENV", "RankLayout", "detect_rank_layout", "node_name"]
+
+#: The variables ``init_distributed`` publishes in ``os.environ`` for torch.distributed's
+#: env:// rendezvous (and ``destroy_distributed`` puts back as it found them).
+PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                     "MASTER_PORT")
 
 
 @dataclass(frozen=True, slots=True)

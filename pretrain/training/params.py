@@ -8,7 +8,6 @@ Nothing is allocated or initialised, so the 1.2B shapes count in seconds on a la
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -31,10 +30,6 @@ def count_all(config: Config) -> dict[str, ParamCounts]:
     # Counts are global, so a single rank (TP=1) gives them for any TP size.
     single = replace(config, parallel=replace(config.parallel, tensor_parallel=1,
                                               sequence_parallel=False))
-    # In-process callers (the study's reports) must get their environment back:
-    # init_distributed publishes RANK, MASTER_PORT, ... there, and a leaked MASTER_PORT
-    # would send every process they start later to the same port.
-    saved = {k: os.environ.get(k) for k in _PROCESS_GROUP_ENV}
     init_distributed(tensor_parallel=1, seed=single.train.seed)
     try:
         return {
@@ -44,16 +39,6 @@ def count_all(config: Config) -> dict[str, ParamCounts]:
         }
     finally:
         destroy_distributed()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-#: What init_distributed writes into the environment.
-_PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                      "MASTER_PORT")
 
 
 def isoparametric_ffn(config: Config, counts: dict[str, ParamCounts] | None = None) -> int:

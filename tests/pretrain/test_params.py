@@ -167,10 +167,9 @@ def test_tiny_lev_and_lev_1b2_train_lev_at_relative_sizes_within_2x():
 def test_counting_in_process_leaves_the_environment_as_it_found_it(monkeypatch):
     """The study's reports count in-process; a MASTER_PORT left behind would send every
     process they start later to one port (address already in use)."""
+    from pretrain.runtime.launcher import PROCESS_GROUP_ENV as keys
     from pretrain.training.params import count_all
 
-    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-            "MASTER_PORT")
     for key in keys:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
